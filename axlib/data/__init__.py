@@ -1,0 +1,28 @@
+"""Datasets rooted at ``AXLIB_DATA``, deterministic subsets and calibration/test splits.
+
+MNIST, CIFAR-10 and CIFAR-100 are held in memory as uint8 arrays (decoded once, cached as
+``.npy`` under ``paths.array_cache_dir()`` and memory-mapped afterwards); ImageNet is read
+from a class-per-folder validation directory through ``torchvision.datasets.ImageFolder``.
+"""
+
+from axlib.data.arrays import (
+    DATASETS,
+    ArrayDataset,
+    MissingDataError,
+    load_arrays,
+)
+from axlib.data.splits import calibration_test_split, subset_indices
+from axlib.data.tensors import NORMALIZATIONS, batches, imagenet_val, tensors
+
+__all__ = [
+    "DATASETS",
+    "NORMALIZATIONS",
+    "ArrayDataset",
+    "MissingDataError",
+    "batches",
+    "calibration_test_split",
+    "imagenet_val",
+    "load_arrays",
+    "subset_indices",
+    "tensors",
+]

@@ -1,0 +1,87 @@
+"""Normalised torch tensors and batch iterators over deterministic subsets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from axlib import paths, validate
+from axlib.data.arrays import DATASETS, MissingDataError, load_arrays
+from axlib.data.splits import subset_indices
+
+#: Input normalisations, named so a model can declare the one it was trained with.
+#: ``scale``: x / 256 (Caffe LeNet, ``scale: 0.00390625``). ``cifar_meanstd``: per-channel CIFAR-10
+#: train mean/std. ``imagenet_meanstd``: the constants akamaster's CIFAR ResNets and torchvision use.
+NORMALIZATIONS = {
+    "scale": None,
+    "cifar_meanstd": ((0.49139968, 0.48215841, 0.44653091), (0.24703223, 0.24348513, 0.26158784)),
+    "imagenet_meanstd": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+
+
+def tensors(name: str, split: str, normalization: str, n: int | None = None, seed: int = 0,
+            indices: np.ndarray | None = None):
+    """Float32 images ``(N, C, H, W)`` and int64 labels ``(N,)`` as torch tensors.
+
+    Either ``indices`` (explicit) or a deterministic subset of ``n`` images drawn with ``seed``
+    (``n=None``: the whole split, in canonical order).
+    """
+    import torch
+
+    validate.choice("normalization", normalization, list(NORMALIZATIONS))
+    ds = load_arrays(name, split)
+    if indices is None:
+        indices = subset_indices(len(ds), n, seed)
+    x = torch.from_numpy(np.asarray(ds.images[indices])).float()
+    y = torch.from_numpy(np.asarray(ds.labels[indices]))
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()
+    if normalization == "scale":
+        x = x / 256.0
+    else:
+        mean, std = NORMALIZATIONS[normalization]
+        x = x / 255.0
+        x = (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    return x, y
+
+
+def batches(x, y, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iterator:
+    """Yield ``(x_batch, y_batch)``; shuffled with a private seeded generator when asked."""
+    import torch
+
+    n = len(y)
+    if shuffle:
+        g = torch.Generator().manual_seed(seed)
+        order = torch.randperm(n, generator=g)
+    else:
+        order = torch.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield x[idx], y[idx]
+
+
+def imagenet_val(n: int | None = None, seed: int = 0, batch_size: int = 64):
+    """A DataLoader over ``AXLIB_DATA/imagenet/val/<wnid>/*.JPEG`` with the standard 224 crop.
+
+    ImageNet cannot be downloaded automatically (licence); the error says how to lay it out.
+    """
+    import torch
+    from torchvision import datasets, transforms
+
+    root = paths.data_root() / "imagenet" / "val"
+    if not root.is_dir() or not any(root.iterdir()):
+        raise MissingDataError(
+            f"imagenet validation folder not found. Looked for: {root}\n"
+            "How to get it: download ILSVRC2012 validation images from https://image-net.org "
+            "(registration required) and sort them into one sub-folder per class (wnid), e.g. "
+            f"{root}/n01440764/ILSVRC2012_val_00000293.JPEG; then set AXLIB_DATA."
+        )
+    mean, std = NORMALIZATIONS["imagenet_meanstd"]
+    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(),
+                             transforms.Normalize(mean, std)])
+    ds = datasets.ImageFolder(str(root), transform=tf)
+    idx = subset_indices(len(ds), n, seed)
+    return torch.utils.data.DataLoader(torch.utils.data.Subset(ds, idx.tolist()), batch_size=batch_size)
+
+
+assert set(DATASETS) >= {"mnist", "cifar10", "cifar100", "imagenet"}

@@ -1,0 +1,1 @@
+"""One module per paper method; notebooks call these and only plot."""

@@ -1,0 +1,86 @@
+"""Networks used by the reproductions, with their dataset, input normalisation and origin.
+
+``get_model(name)`` returns an eval-mode CPU model: trained by the zoo (cached by config hash),
+loaded from pretrained weights, or built from torchvision for the ImageNet path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+from axlib import validate
+from axlib.models.cifarquick import CifarQuick
+from axlib.models.lenet import LeNet5Caffe
+from axlib.models.resnet_cifar import CifarResNet
+from axlib.models.zoo import Recipe, accuracy, train_or_load, with_overrides
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    dataset: str
+    normalization: str
+    build: Callable[[], nn.Module]
+    origin: str  # "zoo" (trained here), "pretrained" (weights file), "torchvision"
+    recipe: Recipe | None = None
+    description: str = ""
+
+
+def _alexnet() -> nn.Module:
+    from torchvision.models import alexnet
+
+    return alexnet()
+
+
+MODELS: dict[str, ModelSpec] = {
+    "lenet5": ModelSpec(
+        "lenet5", "mnist", "scale", LeNet5Caffe, "zoo",
+        Recipe(epochs=8, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4),
+        "LeNet-5 (Caffe variant), MNIST"),
+    "cifarquick": ModelSpec(
+        "cifarquick", "cifar10", "cifar_meanstd", CifarQuick, "zoo",
+        Recipe(epochs=20, batch_size=100, lr=0.01, momentum=0.9, weight_decay=5e-4, augment=True,
+               warmup_epochs=1),
+        "CifarQuick (Caffe cifar10_quick), CIFAR-10"),
+    **{f"resnet{d}": ModelSpec(f"resnet{d}", "cifar10", "imagenet_meanstd",
+                               (lambda d=d: CifarResNet(d)), "pretrained",
+                               description=f"ResNet-{d} (option A), CIFAR-10, akamaster weights")
+       for d in (20, 32, 44, 56)},
+    "alexnet": ModelSpec("alexnet", "imagenet", "imagenet_meanstd", _alexnet, "torchvision",
+                         description="AlexNet, ImageNet, torchvision IMAGENET1K_V1 weights"),
+}
+
+
+def spec(name: str) -> ModelSpec:
+    validate.choice("model", name, list(MODELS))
+    return MODELS[name]
+
+
+def get_model(name: str, seed: int = 0, progress: bool = True, **recipe_overrides) -> tuple[nn.Module, dict]:
+    """``(model, info)`` for a registered network, eval mode, on CPU.
+
+    For zoo models ``recipe_overrides`` (epochs, n_train, ...) change the training recipe (and
+    therefore the cache key); ``info`` carries the recipe and the measured test accuracy.
+    """
+    s = spec(name)
+    if s.origin == "zoo":
+        recipe = with_overrides(s.recipe, **recipe_overrides)
+        return train_or_load(name, s.build, s.dataset, s.normalization, recipe, seed, progress)
+    if s.origin == "pretrained":
+        from axlib.models.pretrained import load_cifar_resnet_state
+
+        model = s.build()
+        state, stored_acc = load_cifar_resnet_state(int(name.removeprefix("resnet")))
+        model.load_state_dict(state)
+        return model.eval(), {"name": name, "origin": "pretrained", "stored_top1_pct": stored_acc}
+    from axlib.models.pretrained import load_alexnet_state
+
+    model = s.build()
+    model.load_state_dict(load_alexnet_state())
+    return model.eval(), {"name": name, "origin": "torchvision"}
+
+
+__all__ = ["MODELS", "ModelSpec", "Recipe", "accuracy", "get_model", "spec"]

@@ -1,0 +1,77 @@
+"""Pretrained weights: CIFAR ResNets (akamaster/pytorch_resnet_cifar10) and torchvision AlexNet.
+
+Files are looked up in ``AXLIB_DATA/pretrained/`` first, then in the download folder; when
+absent and downloads are allowed they are fetched from the upstream URL. Every file is checked
+against the sha256 prefix in its name (torch.hub convention) before use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+
+from axlib import paths
+from axlib.data.arrays import MissingDataError, offline
+
+AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
+RESNET_FILES = {
+    20: "resnet20-12fca82f.th",
+    32: "resnet32-d509ac18.th",
+    44: "resnet44-014dd654.th",
+    56: "resnet56-4bfd9763.th",
+    110: "resnet110-1d1ed7c2.th",
+}
+ALEXNET = ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def weight_file(filename: str, url: str) -> Path:
+    """Path of a verified local copy of ``filename``; downloads it from ``url`` if allowed."""
+    prefix = filename.rsplit("-", 1)[-1].split(".")[0]
+    candidates = [paths.data_root() / "pretrained" / filename, paths.download_root() / "pretrained" / filename]
+    for p in candidates:
+        if p.exists():
+            if not _sha256(p).startswith(prefix):
+                raise MissingDataError(f"{p} exists but its sha256 does not start with {prefix}: corrupt copy; "
+                                       f"delete it and fetch {url}")
+            return p
+    reason = "not found, downloads disabled (AXLIB_OFFLINE)"
+    if not offline():
+        dst = candidates[1]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(dst), hash_prefix=prefix, progress=True)
+            return dst
+        except Exception as exc:
+            reason = f"download failed: {type(exc).__name__}: {exc}"
+    looked = "\n".join(f"  - {p}" for p in candidates)
+    raise MissingDataError(f"pretrained weights {filename} ({reason}). Looked for:\n{looked}\n"
+                           f"How to get it: download {url} into {candidates[0].parent} (or set AXLIB_DATA "
+                           "to a folder whose pretrained/ holds it).")
+
+
+def load_cifar_resnet_state(depth: int) -> tuple[dict, float]:
+    """State dict (``module.`` prefix stripped) and the stored top-1 accuracy (%) of a CIFAR ResNet."""
+    if depth not in RESNET_FILES:
+        raise MissingDataError(f"no pretrained CIFAR ResNet-{depth}; available depths: {sorted(RESNET_FILES)}")
+    name = RESNET_FILES[depth]
+    blob = torch.load(weight_file(name, AKAMASTER + name), map_location="cpu", weights_only=True)
+    state = {k.removeprefix("module."): v for k, v in blob["state_dict"].items()}
+    return state, float(blob.get("best_prec1", float("nan")))
+
+
+def load_alexnet_state() -> dict:
+    """torchvision's ImageNet AlexNet weights (IMAGENET1K_V1)."""
+    name, url = ALEXNET
+    return torch.load(weight_file(name, url), map_location="cpu", weights_only=True)
+
+
