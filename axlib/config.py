@@ -20,6 +20,9 @@ NUMBA_PARALLEL_FLAGS = {**NUMBA_FLAGS, "parallel": True}
 
 DEVICES = ("auto", "cpu", "cuda")
 
+#: Seconds between progress-bar refreshes (long runs stay readable in logs and notebooks).
+PROGRESS_INTERVAL_S = float(os.environ.get("AXLIB_PROGRESS_INTERVAL", "2"))
+
 
 def device_name(requested: str | None = None) -> str:
     """Resolve the torch device from ``requested`` or the ``DEVICE`` environment variable."""

@@ -263,7 +263,7 @@ def stage_site(build: Path) -> Path:
 def build_book(build: Path, log=print) -> Path:
     """Build the staged book with Jupyter Book 1 (``-W``: warnings are errors) into ``<build>/html``."""
     site = stage_site(build)
-    cmd = [sys.executable, "-m", "jupyter_book", "build", str(site), "--path-output", str(build.parent / ".jb"),
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(site), "--path-output", str(build.parent / ".jb"),
            "-W", "-n", "--keep-going"]
     log(f"[repro] building the book: {' '.join(cmd)}")
     proc = subprocess.run(cmd, capture_output=True, text=True)

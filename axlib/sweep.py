@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from axlib import config, paths
-from axlib.runs import canonical_json
+from axlib.runs import canonical_json, force_recompute
 
 
 def point_key(name: str, point: dict) -> str:
@@ -48,13 +48,15 @@ def run_grid(fn: Callable, points: Sequence[dict], name: str, cache: bool = True
     folder = (cache_dir or paths.sweep_cache_dir()) / name
     results: list = [None] * len(points)
     todo = []
+    reuse = cache and not force_recompute()  # AXLIB_FORCE recomputes every point (results still stored)
     for i, p in enumerate(points):
         f = folder / f"{point_key(name, p)}.json"
-        if cache and f.exists():
+        if reuse and f.exists():
             results[i] = json.loads(f.read_text())["result"]
         else:
             todo.append(i)
-    bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=name, disable=not progress, unit="pt")
+    bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=name, disable=not progress, unit="pt",
+               mininterval=config.PROGRESS_INTERVAL_S)
 
     def done(i: int, result) -> None:
         results[i] = result
@@ -88,7 +90,7 @@ def _run_dask(fn: Callable, points: list[dict], todo: list[int], done: Callable)
     from distributed import Client
     from distributed import as_completed as dask_completed
 
-    with Client(os.environ["DASK_SCHEDULER_ADDRESS"], set_as_default=False) as client:
+    with Client(os.environ["DASK_SCHEDULER_ADDRESS"]) as client:
         futures = [client.submit(_call, fn, points[i], pure=False) for i in todo]
         index = {f.key: i for f, i in zip(futures, todo)}
         for fut in dask_completed(futures):

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from axlib import config, data, paths, validate
 
@@ -128,7 +128,7 @@ def _train(model: nn.Module, name: str, dataset: str, normalization: str, recipe
         opt.load_state_dict(ck["opt"])
         start_epoch, elapsed = ck["epoch"], ck["elapsed_s"]
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=f"train {name}", disable=not progress,
-               unit="step")
+               mininterval=config.PROGRESS_INTERVAL_S, unit="step")
     for epoch in range(start_epoch, recipe.epochs):
         t0 = time.perf_counter()
         model.train()

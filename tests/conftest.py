@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests never download: AXLIB_OFFLINE=1. Datasets come from AXLIB_DATA
+(CI: ../shared/data); tests that need a dataset skip with a clear reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("AXLIB_DATA", str(ROOT.parent / "shared" / "data"))
+os.environ["AXLIB_OFFLINE"] = "1"
+os.environ.pop("AXLIB_FORCE", None)
+os.environ.pop("DASK_SCHEDULER_ADDRESS", None)
+os.environ.setdefault("AXLIB_PROGRESS_INTERVAL", "30")
+
+
+def have(relpath: str) -> bool:
+    return (Path(os.environ["AXLIB_DATA"]) / relpath).exists()
+
+
+needs_mnist = pytest.mark.skipif(not have("MNIST/raw/t10k-images-idx3-ubyte"), reason="MNIST not in AXLIB_DATA")
+needs_cifar10 = pytest.mark.skipif(not have("cifar10/cifar10-uint8.npz") and not have("cifar-10-batches-py/data_batch_1"),
+                                   reason="CIFAR-10 not in AXLIB_DATA")
+needs_resnet = pytest.mark.skipif(not have("pretrained/resnet20-12fca82f.th"), reason="ResNet-20 weights not in AXLIB_DATA")
+
+
+@pytest.fixture
+def tmp_store(tmp_path, monkeypatch):
+    """Private runs/build/cache roots for one test."""
+    for var, sub in (("AXLIB_RUNS", "runs"), ("AXLIB_BUILD", "_build"), ("AXLIB_CACHE", "cache")):
+        monkeypatch.setenv(var, str(tmp_path / sub))
+    return tmp_path

@@ -1,0 +1,115 @@
+"""Every notebook runs through papermill under the smoke profile; the book builds with -W.
+
+These tests start Jupyter kernels (about 5-10 s each) and are the slowest part of `make test`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from axlib import paths, repro, runs
+from tests.conftest import needs_cifar10, needs_mnist, needs_resnet
+
+pytestmark = [pytest.mark.slow, needs_mnist, needs_cifar10, needs_resnet]
+NOTEBOOKS = repro.discover()
+
+
+@pytest.fixture(scope="module")
+def smoke_build(tmp_path_factory):
+    """Execute every notebook once (smoke profile) into a private build/runs root."""
+    root = tmp_path_factory.mktemp("smoke")
+    env = {"AXLIB_RUNS": str(root / "runs"), "AXLIB_BUILD": str(root / "_build")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        for nb in NOTEBOOKS:
+            repro.execute(nb, repro.effective_params(nb, "smoke"), root / "_build")
+        yield root
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def test_notebooks_are_discovered_and_listed_in_the_toc():
+    assert NOTEBOOKS, "no notebooks found"
+    entries = set(repro.toc_entries())
+    for nb in NOTEBOOKS:
+        assert str(nb.rel) in entries, f"{nb.source} is not in _toc.yml"
+    for entry in entries:
+        exists = (paths.PROJECT_ROOT / f"{entry}.md").exists()
+        assert exists, f"_toc.yml lists {entry} but no {entry}.md exists"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda nb: nb.id)
+def test_notebook_executes_with_smoke_profile(smoke_build, nb, monkeypatch):
+    out = nb.executed(smoke_build / "_build")
+    node = json.loads(out.read_text())
+    assert node["metadata"]["axrepro"]["profile"] == "smoke"
+    injected = [c for c in node["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+    assert injected and all("remove-cell" in c["metadata"]["tags"] for c in injected)
+    errors = [o for c in node["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    params = {k: v for k, v in repro.effective_params(nb, "smoke").items() if k != "profile"}
+    monkeypatch.setenv("AXLIB_RUNS", str(smoke_build / "runs"))
+    assert runs.load(nb.id, params, "smoke") is not None, "the notebook stored no raw run under its key"
+    claims = smoke_build / "_build" / "claims" / f"{nb.id}.json"
+    assert claims.exists(), "the notebook recorded no claims"
+
+
+def test_same_seed_same_parameters_give_identical_raw_tables(smoke_build, tmp_path, monkeypatch):
+    """Recompute fig02 (smoke) from scratch into a second store: every table is byte-identical."""
+    nb = repro.find("moons2016/fig02")
+    params = repro.effective_params(nb, "smoke")
+    key_params = {k: v for k, v in params.items() if k != "profile"}
+    monkeypatch.setenv("AXLIB_RUNS", str(smoke_build / "runs"))
+    first = runs.load(nb.id, key_params, "smoke")
+    monkeypatch.setenv("AXLIB_RUNS", str(tmp_path / "runs2"))
+    monkeypatch.setenv("AXLIB_FORCE", "1")  # no cached run, no cached sweep point
+    repro.execute(nb, params, tmp_path / "_build")
+    second = runs.load(nb.id, key_params, "smoke")
+    assert first.tables == second.tables
+    for name in first.tables:
+        a = (first.path / f"{name}.csv").read_bytes()
+        b = (second.path / f"{name}.csv").read_bytes()
+        assert a == b, f"table {name} differs between two runs with the same seed"
+
+
+def test_bad_parameter_fails_fast_and_leaves_no_run(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AXLIB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("AXLIB_BUILD", str(tmp_path / "_build"))
+    rc = repro.main(["run", "--nb", "moons2016/fig02", "--profile", "smoke", "--set", "bits=[0]"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "bits" in err and "[1, 32]" in err
+    rc = repro.main(["run", "--nb", "moons2016/fig02", "--profile", "smoke", "--set", "models=[vgg99]"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "vgg99" in err and "lenet5" in err
+    rc = repro.main(["run", "--nb", "moons2016/fig02", "--profile", "smoke", "--set", "bitz=[4]"])
+    assert rc == 2 and "bitz" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.csv"))
+
+
+def test_book_builds_with_warnings_as_errors(smoke_build):
+    index = repro.build_book(smoke_build / "_build")
+    html = index.parent
+    assert index.exists()
+    page = (html / "notebooks" / "moons2016" / "fig02-relative-accuracy.html").read_text()
+    assert "<img" in page and "injected-parameters" not in page
+    ledger = (html / "book" / "claims.html").read_text()
+    assert "moons2016" in ledger and ("PASS" in ledger or "FAIL" in ledger)
+    assert "Package versions" in (html / "book" / "provenance.html").read_text()
+
+
+def test_default_profile_runs_are_committed():
+    """`make book` on a fresh clone must not train or sweep: every default run is stored."""
+    assert os.environ.get("AXLIB_RUNS") is None or Path(os.environ["AXLIB_RUNS"]) == paths.PROJECT_ROOT / "data/runs"
+    assert repro.main(["check-runs", "--profile", "default"]) == 0
+    for nb in NOTEBOOKS:
+        params = {k: v for k, v in repro.effective_params(nb, "default").items() if k != "profile"}
+        run = runs.load(nb.id, params, "default")
+        for name in run.tables:
+            assert len(pd.read_csv(run.path / f"{name}.csv")) > 0
