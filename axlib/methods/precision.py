@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from axlib import data, models, quant, sweep, validate
+from axlib import config, data, models, quant, sweep, validate
 
 #: The networks of the paper and their stand-ins here (paper network -> (model, dataset)).
 FIG02_MODELS = ("lenet5", "cifarquick", "resnet20", "resnet32", "resnet44", "resnet56", "alexnet")
 PAPER_NETWORK = {"lenet5": "LeNet-5 / MNIST", "cifarquick": "CifarQuick / CIFAR-10",
-                 "resnet20": "AlexNet / ImageNet (stand-in: ResNet-20 / CIFAR-10)",
+                 "resnet20": "ResNet-20 / CIFAR-10 (for AlexNet)",
                  "alexnet": "AlexNet / ImageNet"}
+DISPLAY_NAME = {"lenet5": "LeNet-5", "cifarquick": "CifarQuick", "alexnet": "AlexNet", "all three": "all three"}
 
 #: Values moons2016 states in the text of §3 / §3.1 (Fig. 2 itself is only a picture).
 PAPER_FLOAT_ACCURACY = {"lenet5": 0.990, "cifarquick": 0.753, "alexnet": 0.800}  # §3 (AlexNet: top-5)
@@ -61,7 +62,10 @@ def _prepared(model_name: str, zoo_json: str, n_test, n_calib: int, seed: int):
         xc, yc = data.tensors(spec.dataset, "train", spec.normalization, n=n_calib, seed=seed + 1)
         test = list(data.batches(xt, yt, 500))
         calib = list(data.batches(xc, yc, 500))
-    ranges = quant.calibrate(model, calib)
+    dev = config.device()
+    model = model.to(dev)
+    test = [(x.to(dev), y.to(dev)) for x, y in test]
+    ranges = quant.calibrate(model, [(x.to(dev), y) for x, y in calib])
     return model, test, _accuracy(model, test), ranges, info
 
 

@@ -37,8 +37,8 @@ def representable_range(bits: int, exponent: int) -> tuple[float, float, float]:
 def quantize(x: torch.Tensor, bits: int, exponent: int) -> torch.Tensor:
     """Round ``x`` to ``bits``-bit fixed point over ``[-2^exponent, 2^exponent)``, clipping outside.
 
-    Computed in float64 so that up to 32 bits the grid is exact, then cast back to ``x.dtype``.
+    Exact in ``x``'s own floating-point type: dividing and multiplying by the power of two
+    ``step`` only shifts exponents, and rounding a float to an integer is exact.
     """
     lo, hi, step = representable_range(bits, exponent)
-    q = torch.round(x.double() / step) * step
-    return q.clamp_(lo, hi).to(x.dtype)
+    return (torch.round(x / step) * step).clamp_(lo, hi)
