@@ -1,0 +1,41 @@
+"""Multipliers as truth tables, with their signedness convention, metrics and published numbers.
+
+A multiplier is the table ``T`` with ``T[a + a_offset, w + w_offset] = a ⊗ w`` over the full
+operand ranges (``a``: activation, first operand; ``w``: weight). Unsigned tables have offset 0;
+signed 8-bit tables use offset 128 (the EvoApprox ``mul8s`` convention). Signed products from
+an unsigned circuit use sign-magnitude around it (``sign_magnitude``).
+
+Registry names (``get(name)``): ``exact8u``, ``exact8s``, ``trunc<k>`` (broken-array, columns
+below k dropped), ``drum<k>`` (DRUM with k-bit segments), ``evoapprox:<circuit>`` (tables in
+``AXLIB_DATA/multipliers``); user tables via ``from_npy`` / ``from_function``.
+"""
+
+from axlib.multipliers.core import (
+    Multiplier,
+    drum,
+    exact,
+    from_function,
+    from_npy,
+    sign_magnitude,
+    truncated,
+)
+from axlib.multipliers.evoapprox import evoapprox, evoapprox_names, published_evoapprox
+from axlib.multipliers.metrics import error_matrix, error_metrics
+from axlib.multipliers.registry import get, names
+
+__all__ = [
+    "Multiplier",
+    "drum",
+    "error_matrix",
+    "error_metrics",
+    "evoapprox",
+    "evoapprox_names",
+    "exact",
+    "from_function",
+    "from_npy",
+    "get",
+    "names",
+    "published_evoapprox",
+    "sign_magnitude",
+    "truncated",
+]
