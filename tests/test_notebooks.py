@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -104,9 +103,10 @@ def test_book_builds_with_warnings_as_errors(smoke_build):
     assert "Package versions" in (html / "book" / "provenance.html").read_text()
 
 
-def test_default_profile_runs_are_committed():
-    """`make book` on a fresh clone must not train or sweep: every default run is stored."""
-    assert os.environ.get("AXLIB_RUNS") is None or Path(os.environ["AXLIB_RUNS"]) == paths.PROJECT_ROOT / "data/runs"
+def test_default_profile_runs_are_committed(monkeypatch):
+    """`make book` on a fresh clone must not train or sweep: every default run is stored in the repo."""
+    monkeypatch.delenv("AXLIB_RUNS", raising=False)
+    assert paths.runs_root() == paths.PROJECT_ROOT / "data" / "runs"
     assert repro.main(["check-runs", "--profile", "default"]) == 0
     for nb in NOTEBOOKS:
         params = {k: v for k, v in repro.effective_params(nb, "default").items() if k != "profile"}
