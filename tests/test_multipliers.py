@@ -84,3 +84,18 @@ def test_evoapprox_tables_match_the_library_numbers():
         # and EvoApprox's own MRE definition reproduces the library's published value (2-3 digits)
         assert met["mre_pct_evoapprox"] == pytest.approx(float(row["lib_mre_pct"]), rel=0.01, abs=0.006), name
         assert met["worst_case_error"] == int(row["calc_wce"]), name
+
+
+@pytest.mark.skipif(not have("multipliers/evoapprox_mul16u_F6B_8VH_parts.npz"), reason="16-bit parts not in AXLIB_DATA")
+def test_16bit_circuits_from_parts():
+    from axlib.multipliers import wide
+
+    x = np.arange(256)
+    # F6B's high-byte block is the exact mul8_364, so products of multiples of 256 are exact (mod 2^32)
+    hi = wide.mul16("mul16u_F6B", (x * 256)[:, None], (x * 256)[None, :])
+    assert np.array_equal(hi, (np.outer(x, x) << 16) % (1 << 32))
+    m = wide.metrics_8x16("mul16u_F6B", "a")
+    assert 0 < m["mre_pct"] < wide.metrics_8x16("mul16u_8VH", "a")["mre_pct"]
+    assert wide.metrics_8x16(None, "b")["mre_pct"] == 0
+    with pytest.raises(ValueError, match="available"):
+        wide.parts("mul16u_XYZ")
