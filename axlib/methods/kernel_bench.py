@@ -1,0 +1,94 @@
+"""Benchmark of the LUT convolution against the tools it replaces (not a test).
+
+For each conv shape and batch size, three implementations run interleaved, ``repeats`` times:
+exact float32 ``torch.nn.functional.conv2d`` (the speed reference), the numba LUT kernel
+``axlib.kernels.lut_conv2d`` (im2col included) and a chunked NumPy gather baseline
+(im2col, then ``lut[a_idx, w_idx]`` summed over K in chunks). Every repeat records the seconds of
+each method, so ratios can be taken per repeat (paired) and summarised by their median.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from axlib.kernels import lut_conv2d
+
+#: (name, C_in, C_out, H=W, kernel, stride, padding): the conv shapes of ResNet-20 (CIFAR-10) and LeNet-5.
+SHAPES = {
+    "resnet20.layer1": (16, 16, 32, 3, 1, 1),
+    "resnet20.layer2.0.conv1": (16, 32, 32, 3, 2, 1),
+    "resnet20.layer2": (32, 32, 16, 3, 1, 1),
+    "resnet20.layer3.0.conv1": (32, 64, 16, 3, 2, 1),
+    "resnet20.layer3": (64, 64, 8, 3, 1, 1),
+    "lenet5.conv2": (20, 50, 12, 5, 1, 0),
+}
+
+
+def numpy_gather_conv(x: np.ndarray, w: np.ndarray, lut: np.ndarray, stride: int, padding: int,
+                      chunk_elems: int = 1 << 24) -> np.ndarray:
+    """Baseline: torch-free im2col with NumPy, then a chunked fancy-index gather and sum (unsigned codes)."""
+    n, c, h, _ = x.shape
+    o, _, k, _ = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    ho = (h + 2 * padding - k) // stride + 1
+    win = np.lib.stride_tricks.sliding_window_view(xp, (k, k), axis=(2, 3))[:, :, ::stride, ::stride]
+    cols = win.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * ho, c * k * k)          # (M, K)
+    wk = w.reshape(o, -1).T                                                          # (K, O)
+    out = np.empty((cols.shape[0], o), dtype=np.int64)
+    rows = max(1, chunk_elems // (cols.shape[1] * o))
+    for s in range(0, cols.shape[0], rows):
+        out[s:s + rows] = lut[cols[s:s + rows, :, None], wk[None, :, :]].sum(axis=1, dtype=np.int64)
+    return out.reshape(n, ho, ho, o).transpose(0, 3, 1, 2)
+
+
+def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with_numpy: bool = True) -> pd.DataFrame:
+    """Long table: one row per (shape, batch, repeat, method) with seconds and table lookups."""
+    rng = np.random.default_rng(seed)
+    lut = rng.integers(0, 65536, size=(256, 256)).astype(np.int64)  # any table: the cost does not depend on it
+    rows = []
+    for name in shapes:
+        cin, cout, hw, k, s, p = SHAPES[name]
+        for b in batch_sizes:
+            x = rng.integers(0, 256, size=(b, cin, hw, hw)).astype(np.uint8)
+            w = rng.integers(0, 256, size=(cout, cin, k, k)).astype(np.uint8)
+            xt, wt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(w.astype(np.float32))
+            ho = (hw + 2 * p - k) // s + 1
+            lookups = b * cout * ho * ho * cin * k * k
+            methods = {"torch_conv_fp32": lambda: F.conv2d(xt, wt, stride=s, padding=p),
+                       "numba_lut": lambda: lut_conv2d(x, w, lut, stride=s, padding=p)}
+            if with_numpy:
+                methods["numpy_gather"] = lambda: numpy_gather_conv(x, w, lut, s, p)
+            for f in methods.values():  # warm-up: numba compile, allocator
+                f()
+            if with_numpy:
+                assert np.array_equal(methods["numba_lut"](), methods["numpy_gather"]())
+            for r in range(repeats):
+                for method, f in methods.items():
+                    t0 = time.perf_counter()
+                    f()
+                    rows.append({"shape": name, "batch": b, "repeat": r, "method": method,
+                                 "seconds": time.perf_counter() - t0, "lookups": lookups})
+    return pd.DataFrame(rows)
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (shape, batch): median seconds, G lookups/s, and medians of paired ratios to the torch conv."""
+    wide = df.pivot_table(index=["shape", "batch", "repeat"], columns="method", values="seconds").reset_index()
+    out = []
+    for (shape, batch), g in wide.groupby(["shape", "batch"], sort=False):
+        lookups = df[(df["shape"] == shape) & (df["batch"] == batch)]["lookups"].iloc[0]
+        row = {"shape": shape, "batch": batch, "lookups_M": lookups / 1e6}
+        for m in ("torch_conv_fp32", "numba_lut", "numpy_gather"):
+            if m in g:
+                row[f"{m}_ms"] = 1e3 * g[m].median()
+        row["numba_G_lookups_per_s"] = lookups / g["numba_lut"].median() / 1e9
+        row["numba_over_torch"] = (g["numba_lut"] / g["torch_conv_fp32"]).median()
+        if "numpy_gather" in g:
+            row["numpy_over_numba"] = (g["numpy_gather"] / g["numba_lut"]).median()
+        out.append(row)
+    return pd.DataFrame(out)
