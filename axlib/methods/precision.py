@@ -110,7 +110,8 @@ def fig02_layer_ranges(model_names: list[str], n_test, n_calib: int, seed: int, 
         g = quant.plan(ranges, "global", 8, 8)
         p = quant.plan(ranges, "per_layer", 8, 8)
         for i, (layer, r) in enumerate(ranges.items()):
-            rows.append({"model": name, "layer_index": i, "layer": layer, **r,
+            rows.append({"model": name, "layer_index": i, "layer": layer,
+                         "input_max_abs": r["input_max_abs"], "weight_max_abs": r["weight_max_abs"],
                          "global_exponent": g[layer].input_exponent,
                          "per_layer_input_exponent": p[layer].input_exponent,
                          "per_layer_weight_exponent": p[layer].weight_exponent})

@@ -142,26 +142,14 @@ def approximate(model: nn.Module, multiplier: Multiplier | None, calib: Iterable
         from axlib.validate import ParameterError
 
         raise ParameterError(f"parameter layers names unknown layer(s) {unknown}; layers: {names}")
-    stats = {n: {"min": float("inf"), "max_abs": 0.0} for n in chosen}
+    stats = quant.calibrate(model, calib)
     modules = dict(model.named_modules())
-    hooks = []
-    for n in chosen:
-        def hook(_m, args, n=n):
-            stats[n]["min"] = min(stats[n]["min"], args[0].min().item())
-            stats[n]["max_abs"] = max(stats[n]["max_abs"], args[0].abs().max().item())
-        hooks.append(modules[n].register_forward_pre_hook(hook))
-    try:
-        for xb, _ in calib:
-            model(xb)
-    finally:
-        for h in hooks:
-            h.remove()
     for n in chosen:
         layer = modules[n]
-        a_signed = stats[n]["min"] < 0
+        a_signed = stats[n]["input_min"] < 0
         a_levels = 2 ** (bits - 1) - 1 if a_signed else 2**bits - 1
-        a_step = max(stats[n]["max_abs"], 1e-12) / a_levels
-        w_step = max(layer.weight.abs().max().item(), 1e-12) / (2 ** (bits - 1) - 1)
+        a_step = max(stats[n]["input_max_abs"], 1e-12) / a_levels
+        w_step = max(stats[n]["weight_max_abs"], 1e-12) / (2 ** (bits - 1) - 1)
         parent_name, _, child = n.rpartition(".")
         parent = modules[parent_name] if parent_name else model
         setattr(parent, child, ApproxLayer(layer, multiplier, a_step, w_step, a_signed, bits))

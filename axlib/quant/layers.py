@@ -44,16 +44,18 @@ def layer_names(model: nn.Module) -> list[str]:
 def calibrate(model: nn.Module, batches: Iterable) -> dict[str, dict[str, float]]:
     """Largest |input| and |weight| per quantized layer over all ``batches`` of ``(x, y)``.
 
-    Returns ``{layer: {"input_max_abs": float, "weight_max_abs": float}}``.
+    Returns ``{layer: {"input_max_abs": float, "input_min": float, "weight_max_abs": float}}``.
     """
     model.eval()
     modules = dict(model.named_modules())
     names = layer_names(model)
-    stats = {n: {"input_max_abs": 0.0, "weight_max_abs": modules[n].weight.abs().max().item()} for n in names}
+    stats = {n: {"input_max_abs": 0.0, "input_min": float("inf"), "weight_max_abs": modules[n].weight.abs().max().item()}
+             for n in names}
     hooks = []
     for n in names:
         def hook(_m, args, n=n):
             stats[n]["input_max_abs"] = max(stats[n]["input_max_abs"], args[0].abs().max().item())
+            stats[n]["input_min"] = min(stats[n]["input_min"], args[0].min().item())
         hooks.append(modules[n].register_forward_pre_hook(hook))
     try:
         for xb, _ in batches:
