@@ -1,5 +1,15 @@
 """Torch layers for approximate arithmetic (see ``approx``)."""
 
-from axlib.nn.approx import ApproxLayer, approximate, operand_table, quantize_codes
+from axlib.nn.approx import (
+    SCHEMES,
+    ApproxLayer,
+    LayerConfig,
+    approximate,
+    approximate_layers,
+    operand_table,
+    quantize_codes,
+    scheme_bits,
+)
 
-__all__ = ["ApproxLayer", "approximate", "operand_table", "quantize_codes"]
+__all__ = ["SCHEMES", "ApproxLayer", "LayerConfig", "approximate", "approximate_layers", "operand_table",
+           "quantize_codes", "scheme_bits"]

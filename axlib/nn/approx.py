@@ -1,26 +1,36 @@
-"""Conv2d/Linear layers whose products go through an approximate multiplier (delaparra2021 §3).
+"""Conv2d/Linear layers whose products go through an approximate multiplier (delaparra2021 §3,
+ponzina2022 §3).
 
 Inputs and weights are quantized to integer codes per Eq. (1) of delaparra2021:
 ``Z̃ = round(Z / Δ_Z)`` clipped to ``[-2^(bw-1), 2^(bw-1) - 1]`` (signed) — and to
 ``[0, 2^bw - 1]`` for non-negative activations (post-ReLU, unsigned). Every product of an
-activation code and a weight code is a truth-table lookup (``axlib.kernels.lut_conv2d`` /
-``lut_gemm``, exact integer sums), the sum is rescaled by ``Δ_x·Δ_w`` and the float bias is added.
+activation code and a weight code goes through the multiplier's truth table (exact integer sums;
+``axlib.kernels.dispatch`` picks the numba LUT kernel or the exact low-rank torch path, whichever
+it measured faster), the sum is rescaled by ``Δ_x·Δ_w`` and the float bias is added.
 
-Signedness (recorded in :func:`operand_table`): signed circuits (``mul8s``) take both operands as
-int8; unsigned circuits are used in sign-magnitude, ``sign(x)·sign(w)·U[|x|, |w|]``.
+Quantization schemes (:data:`SCHEMES`, weight bits / activation bits): ``"8/8"`` (delaparra2021),
+``"8/16"`` and ``"4/8"`` (ponzina2022). 8x8 tables (:class:`axlib.multipliers.Multiplier`) serve
+8/8 and 4/8 layers (4-bit weight codes are a subset of the table's 8-bit range); 8/16 layers need
+an 8-bit x 16-bit multiplier (:class:`axlib.multipliers.wide.ByteSlicedMultiplier`: Exact16, MulF6B,
+Mul8VH), computed as one LUT pass per byte of the activation codes, shifted and summed exactly.
+
+Signedness (recorded in ``convention``): signed circuits (``mul8s``) take both operands as int8;
+unsigned circuits are used in sign-magnitude, ``sign(x)·sign(w)·U[|x|, |w|]``. Non-negative
+activations through a signed 8-bit circuit are limited to 7-bit codes 0..127 (step ``max/127``).
 
 Training uses a straight-through estimator: the forward value is the approximate output, the
 gradient is that of the exact product of the dequantized operands.
 
 Step sizes ``Δ`` come from a calibration pass: ``Δ = max|Z| / (2^(bw-1) - 1)`` for signed
-operands and ``max Z / (2^bw - 1)`` for unsigned activations (the paper does not state its rule).
-The LUT path runs on CPU (numba); CUDA tensors are moved to the CPU for it.
+operands and ``max Z / (2^bw - 1)`` for unsigned activations (neither paper states its rule).
+Works on CPU and CUDA (the LUT kernel itself runs on the host).
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,8 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from axlib import quant
-from axlib.kernels import lut_conv2d, lut_gemm
+from axlib.kernels import dispatch
 from axlib.multipliers import Multiplier
+from axlib.multipliers.wide import ByteSlicedMultiplier
+from axlib.validate import ParameterError
 
 
 def quantize_codes(z: torch.Tensor, bits: int, step: float, signed: bool = True) -> torch.Tensor:
@@ -71,41 +83,101 @@ class _LutProduct(torch.autograd.Function):
         return None, grad
 
 
+#: The papers' quantization schemes: name -> (weight bits, activation bits). Any "W/A" string with
+#: widths in 2..16 is accepted by :func:`scheme_bits`.
+SCHEMES = {"8/8": (8, 8), "8/16": (8, 16), "4/8": (4, 8)}
+
+
+def scheme_bits(scheme: str) -> tuple[int, int]:
+    """``"W/A"`` -> (weight bits, activation bits), e.g. ``"8/16"`` -> (8, 16)."""
+    parts = str(scheme).split("/")
+    if len(parts) != 2 or not all(p.isdigit() and 2 <= int(p) <= 16 for p in parts):
+        raise ParameterError(f"parameter scheme has invalid value {scheme!r}; allowed: 'W/A' with bit-widths in "
+                             f"2..16, e.g. {list(SCHEMES)}")
+    return int(parts[0]), int(parts[1])
+
+
+def activation_code_range(multiplier, a_bits: int, a_signed: bool) -> tuple[int, int]:
+    """Integer code range of a layer's activations for ``multiplier`` (None: fake quantization)."""
+    if a_signed:
+        return -(2 ** (a_bits - 1)), 2 ** (a_bits - 1) - 1
+    if isinstance(multiplier, Multiplier) and multiplier.signed:
+        return 0, min(2**a_bits - 1, multiplier.operand_range("a")[1])
+    return 0, 2**a_bits - 1
+
+
+def _check_bits(multiplier, a_bits: int, w_bits: int) -> None:
+    if isinstance(multiplier, ByteSlicedMultiplier):
+        if w_bits > multiplier.narrow_bits or a_bits > multiplier.wide_bits:
+            raise ValueError(f"{multiplier.name} multiplies {multiplier.narrow_bits}-bit weights by "
+                             f"{multiplier.wide_bits}-bit activations; got {w_bits}-bit weights, {a_bits}-bit activations")
+    elif isinstance(multiplier, Multiplier):
+        if w_bits > multiplier.w_bits or a_bits > multiplier.a_bits:
+            raise ValueError(f"{multiplier.name} is a {multiplier.a_bits}x{multiplier.w_bits} multiplier; it cannot take "
+                             f"{a_bits}-bit activations and {w_bits}-bit weights (use scheme 8/8 or 4/8, or an 8x16 "
+                             f"multiplier for 8/16)")
+    elif multiplier is not None:
+        raise TypeError(f"multiplier must be a Multiplier, a ByteSlicedMultiplier or None, got {type(multiplier).__name__}")
+
+
 class ApproxLayer(nn.Module):
     """Wraps a Conv2d or Linear. ``multiplier=None`` gives the exact fake-quantized float path.
 
     ``a_step`` / ``w_step``: quantization steps Δ of inputs and weights; ``a_signed``: whether the
-    input codes are signed (first layer on normalised images) or unsigned (after ReLU).
+    input codes are signed (first layer on normalised images) or unsigned (after ReLU); ``bits`` /
+    ``w_bits``: activation / weight bit-widths (``w_bits`` defaults to ``bits``); ``path``: product
+    path for :func:`axlib.kernels.dispatch.conv2d` (None: ``AXLIB_APPROX_PATH``, default "auto").
     """
 
-    def __init__(self, layer: nn.Conv2d | nn.Linear, multiplier: Multiplier | None, a_step: float, w_step: float,
-                 a_signed: bool, bits: int = 8):
+    def __init__(self, layer: nn.Conv2d | nn.Linear, multiplier, a_step: float, w_step: float,
+                 a_signed: bool, bits: int = 8, w_bits: int | None = None, path: str | None = None):
         super().__init__()
         if not isinstance(layer, (nn.Conv2d, nn.Linear)):
             raise TypeError(f"ApproxLayer wraps Conv2d or Linear, got {type(layer).__name__}")
         if isinstance(layer, nn.Conv2d) and (layer.dilation != (1, 1) or layer.padding_mode != "zeros"):
             raise ValueError("ApproxLayer supports zero padding and dilation 1 only")
-        self.layer, self.multiplier, self.bits = layer, multiplier, bits
+        w_bits = bits if w_bits is None else w_bits
+        _check_bits(multiplier, bits, w_bits)
+        self.layer, self.multiplier, self.bits, self.w_bits, self.path = layer, multiplier, bits, w_bits, path
         self.a_step, self.w_step, self.a_signed = float(a_step), float(w_step), bool(a_signed)
-        if multiplier is not None:
-            self.table, self.a_offset, self.w_offset, self.convention = operand_table(multiplier, a_signed)
-        else:
+        self.a_lo, self.a_hi = activation_code_range(multiplier, bits, a_signed)
+        self.passes: list[tuple[int, dispatch.PreparedTable, int]] = []   # (shift, table, byte index or -1)
+        if multiplier is None:
             self.convention = "exact (fake-quantized float)"
+        elif isinstance(multiplier, ByteSlicedMultiplier):
+            for k, (shift, table) in enumerate(multiplier.byte_pass_tables()):
+                self.passes.append((shift, dispatch.PreparedTable(table, 255, 128, f"{multiplier.name}[byte {k}]"), k))
+            self.convention = (f"sign-magnitude around {multiplier.name}: one LUT pass per activation byte "
+                               f"(signed byte values -255..255), shifted by 8 bits per byte")
+        else:
+            table, a_off, w_off, self.convention = operand_table(multiplier, a_signed)
+            self.passes.append((0, dispatch.PreparedTable(table, a_off, w_off, multiplier.name), -1))
 
     def extra_repr(self) -> str:
         name = self.multiplier.name if self.multiplier is not None else "exact"
-        return f"multiplier={name}, bits={self.bits}, a_signed={self.a_signed}"
+        return f"multiplier={name}, w_bits={self.w_bits}, a_bits={self.bits}, a_signed={self.a_signed}"
 
     def _linear_op(self, x, w):
         if isinstance(self.layer, nn.Conv2d):
             return F.conv2d(x, w, None, self.layer.stride, self.layer.padding, 1, self.layer.groups)
         return F.linear(x, w)
 
+    def _integer_products(self, xi: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
+        """Σ over the passes of the LUT convolution / GEMM of the codes (int64)."""
+        acc = None
+        for shift, table, byte in self.passes:
+            xk = xi if byte < 0 else torch.sign(xi) * ((xi.abs() >> (8 * byte)) & 0xFF)
+            if isinstance(self.layer, nn.Conv2d):
+                part = dispatch.conv2d(xk, wi, table, self.layer.stride, self.layer.padding, self.layer.groups, self.path)
+            else:
+                part = dispatch.linear(xk, wi, table, self.path)
+            part = part << shift if shift else part
+            acc = part if acc is None else acc + part
+        return acc
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xq = quantize_codes(x, self.bits, self.a_step, self.a_signed)
-        if self.multiplier is not None and self.multiplier.signed and not self.a_signed:
-            xq = xq.clamp(max=2 ** (self.bits - 1) - 1)
-        wq = quantize_codes(self.layer.weight, self.bits, self.w_step, True)
+        xq = quantize_codes(x, self.bits, self.a_step, self.a_signed).clamp(self.a_lo, self.a_hi)
+        wq = quantize_codes(self.layer.weight, self.w_bits, self.w_step, True)
         scale = self.a_step * self.w_step
         exact = None
         if self.multiplier is None or torch.is_grad_enabled():
@@ -113,14 +185,8 @@ class ApproxLayer(nn.Module):
         if self.multiplier is None:
             out = exact
         else:
-            xi = xq.detach().to("cpu", torch.int64).numpy()
-            wi = wq.detach().to("cpu", torch.int64).numpy()
-            if isinstance(self.layer, nn.Conv2d):
-                acc = lut_conv2d(xi, wi, self.table, self.layer.stride, self.layer.padding, self.layer.groups,
-                                 self.a_offset, self.w_offset)
-            else:
-                acc = lut_gemm(xi, wi.T, self.table, self.a_offset, self.w_offset)
-            approx = torch.from_numpy(acc.astype(np.float64)).to(x.device, x.dtype) * scale
+            acc = self._integer_products(xq.detach().round().long(), wq.detach().round().long())
+            approx = acc.to(torch.float64).to(x.device, x.dtype) * scale
             out = approx if exact is None else _LutProduct.apply(approx, exact)
         if self.layer.bias is not None:
             shape = (1, -1, 1, 1) if isinstance(self.layer, nn.Conv2d) else (1, -1)
@@ -128,29 +194,52 @@ class ApproxLayer(nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class LayerConfig:
+    """How one layer is approximated: its multiplier (None: exact fake quantization) and scheme."""
+
+    multiplier: Multiplier | ByteSlicedMultiplier | None
+    scheme: str = "8/8"
+
+    def __post_init__(self):
+        scheme_bits(self.scheme)
+
+
 @torch.no_grad()
-def approximate(model: nn.Module, multiplier: Multiplier | None, calib: Iterable, bits: int = 8,
-                layers: list[str] | None = None, fold_bn: bool = True) -> nn.Module:
-    """A copy of ``model`` with the chosen Conv2d/Linear layers (default: all) replaced by
-    :class:`ApproxLayer` using ``multiplier`` (None: exact fake quantization), steps calibrated
-    on ``calib`` batches of ``(x, y)``. Batch norm is folded into the convolutions first."""
+def approximate_layers(model: nn.Module, calib: Iterable, config: Mapping[str, LayerConfig], fold_bn: bool = True,
+                       path: str | None = None) -> nn.Module:
+    """A copy of ``model`` where every layer named in ``config`` is an :class:`ApproxLayer` with its
+    own multiplier and scheme (heterogeneous configurations, ponzina2022); the other layers stay
+    float. Steps are calibrated on ``calib`` batches of ``(x, y)``; batch norm is folded first."""
     model = quant.fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
     names = quant.layer_names(model)
-    chosen = names if layers is None else list(layers)
-    unknown = sorted(set(chosen) - set(names))
+    unknown = sorted(set(config) - set(names))
     if unknown:
-        from axlib.validate import ParameterError
-
         raise ParameterError(f"parameter layers names unknown layer(s) {unknown}; layers: {names}")
     stats = quant.calibrate(model, calib)
     modules = dict(model.named_modules())
-    for n in chosen:
+    for n, cfg in config.items():
+        w_bits, a_bits = scheme_bits(cfg.scheme)
         layer = modules[n]
         a_signed = stats[n]["input_min"] < 0
-        a_levels = 2 ** (bits - 1) - 1 if a_signed else 2**bits - 1
-        a_step = max(stats[n]["input_max_abs"], 1e-12) / a_levels
-        w_step = max(stats[n]["weight_max_abs"], 1e-12) / (2 ** (bits - 1) - 1)
+        _, a_hi = activation_code_range(cfg.multiplier, a_bits, a_signed)
+        a_step = max(stats[n]["input_max_abs"], 1e-12) / a_hi
+        w_step = max(stats[n]["weight_max_abs"], 1e-12) / (2 ** (w_bits - 1) - 1)
         parent_name, _, child = n.rpartition(".")
         parent = modules[parent_name] if parent_name else model
-        setattr(parent, child, ApproxLayer(layer, multiplier, a_step, w_step, a_signed, bits))
+        setattr(parent, child, ApproxLayer(layer, cfg.multiplier, a_step, w_step, a_signed, a_bits, w_bits, path))
     return model
+
+
+def approximate(model: nn.Module, multiplier, calib: Iterable, bits: int = 8, layers: list[str] | None = None,
+                fold_bn: bool = True, scheme: str | None = None, path: str | None = None) -> nn.Module:
+    """A copy of ``model`` with the chosen Conv2d/Linear layers (default: all) replaced by
+    :class:`ApproxLayer` using ``multiplier`` (None: exact fake quantization), steps calibrated
+    on ``calib`` batches of ``(x, y)``. Batch norm is folded into the convolutions first.
+
+    ``scheme`` (``"8/8"``, ``"8/16"``, ``"4/8"``, or any ``"W/A"``: weight/activation bits) overrides
+    ``bits``, which sets both widths."""
+    names = quant.layer_names(quant.fold_batchnorm(model) if fold_bn else model)
+    chosen = names if layers is None else list(layers)
+    scheme = f"{bits}/{bits}" if scheme is None else scheme
+    return approximate_layers(model, calib, {n: LayerConfig(multiplier, scheme) for n in chosen}, fold_bn, path)
