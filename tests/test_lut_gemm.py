@@ -255,3 +255,25 @@ def test_conv_invalid_inputs(fn):
         fn(np.full((1, 4, 5, 5), 300), w, LUT_U)
     with pytest.raises(ValueError, match="padding value"):  # operand 0 is not in a table that starts at 1
         fn(np.ones((1, 4, 5, 5), dtype=np.uint8), w, LUT_U, padding=1, a_offset=-1)
+
+
+@pytest.mark.parametrize("over", [False, True])
+def test_int32_accumulator_boundary(over, monkeypatch):
+    """Tables whose K-term sums sit just inside / just outside int32 use the int32 / int64 kernel; both exact."""
+    mod = importlib.import_module("axlib.kernels.lut_gemm")
+    k = 37
+    top = (2**31 - 1) // k + (1 if over else 0)
+    lut = np.full((256, 256), top, dtype=np.int64)
+    lut[0, 0] = -top
+    rng = np.random.default_rng(5)
+    a = rng.integers(1, 256, size=(9, k))
+    a[:, 0] = 255
+    w = rng.integers(1, 256, size=(k, 5))
+    used = []
+    for name in ("_grouped_lut_gemm", "_grouped_lut_gemm_i32x4"):
+        fn = getattr(mod, name)
+        monkeypatch.setattr(mod, name, lambda *args, fn=fn, name=name: (used.append(name), fn(*args))[1])
+    got = lut_gemm(a, w, lut)
+    assert np.array_equal(got, reference_gemm(a, w, lut))
+    assert got.max() == k * top
+    assert used == (["_grouped_lut_gemm"] if over else ["_grouped_lut_gemm_i32x4"])

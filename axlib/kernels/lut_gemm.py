@@ -9,7 +9,8 @@ Operands and results are integer codes; quantisation scales are the caller's bus
 Layout: the operands are turned into table indices once (uint8 for tables with <= 256 rows/columns,
 uint16 up to 65536), the table is made C-contiguous int32 (int64 only if its entries need it), and
 for every output row ``m`` (in parallel) and every ``k`` the kernel fetches ``row = lut[a_idx[m, k]]``
-and accumulates ``acc[n] += row[w_idx[k, n]]`` over contiguous ``n``. Convolutions are lowered with
+and accumulates ``acc[n] += row[w_idx[k, n]]`` over contiguous ``n``; four rows ``m`` share each
+weight-index load and accumulate in int32 whenever ``K · max|lut| < 2^31`` (otherwise int64). Convolutions are lowered with
 an im2col into index matrices (in batch chunks of bounded memory) and use the same grouped GEMM.
 """
 
@@ -44,6 +45,39 @@ def _grouped_lut_gemm(a_idx, w_idx, lut, out):  # pragma: no cover - compiled
             wk = w_idx[g, k]
             for n in range(n_count):
                 acc[n] += row[wk[n]]
+
+
+@numba.njit(**NUMBA_PARALLEL_FLAGS)
+def _grouped_lut_gemm_i32x4(a_idx, w_idx, lut, out):  # pragma: no cover - compiled
+    """As :func:`_grouped_lut_gemm`, four output rows per task sharing each weight-index load, with
+    int32 accumulators (the caller guarantees ``K · max|lut| < 2^31``, so no partial sum overflows)."""
+    n_groups, m_count, k_count = a_idx.shape
+    n_count = w_idx.shape[2]
+    blocks = (m_count + 3) // 4
+    for t in numba.prange(n_groups * blocks):
+        g = t // blocks
+        mb = 4 * (t - g * blocks)
+        m1 = min(mb + 1, m_count - 1)
+        m2 = min(mb + 2, m_count - 1)
+        m3 = min(mb + 3, m_count - 1)
+        acc = np.zeros((4, n_count), dtype=np.int32)
+        for k in range(k_count):
+            r0 = lut[a_idx[g, mb, k]]
+            r1 = lut[a_idx[g, m1, k]]
+            r2 = lut[a_idx[g, m2, k]]
+            r3 = lut[a_idx[g, m3, k]]
+            wk = w_idx[g, k]
+            for n in range(n_count):
+                j = wk[n]
+                acc[0, n] += r0[j]
+                acc[1, n] += r1[j]
+                acc[2, n] += r2[j]
+                acc[3, n] += r3[j]
+        for i in range(4):
+            m = mb + i
+            if m < m_count:
+                for n in range(n_count):
+                    out[g, m, n] += acc[i, n]
 
 
 @numba.njit(**NUMBA_PARALLEL_FLAGS)
@@ -85,6 +119,15 @@ def _to_index(x: np.ndarray, offset: int, size: int) -> np.ndarray:
     return np.ascontiguousarray(x.astype(np.int64) + offset, dtype=dtype)
 
 
+def _gemm(a_idx: np.ndarray, w_idx: np.ndarray, table: np.ndarray, out: np.ndarray) -> None:
+    """Dispatch to the int32-accumulator kernel when no partial sum can leave int32, else the int64 one."""
+    bound = max(abs(int(table.min())), abs(int(table.max()))) * a_idx.shape[2]
+    if table.dtype == np.int32 and bound < _INT32.max:
+        _grouped_lut_gemm_i32x4(a_idx, w_idx, table, out)
+    else:
+        _grouped_lut_gemm(a_idx, w_idx, table, out)
+
+
 def _table(lut: np.ndarray) -> np.ndarray:
     """C-contiguous int32 copy/view of the table, or int64 when its entries do not fit int32."""
     if lut.dtype.itemsize <= 2 or (int(lut.min()) >= _INT32.min and int(lut.max()) <= _INT32.max):
@@ -121,7 +164,7 @@ def lut_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0) -> np.ndarray:
         return out[0]
     a_idx = _to_index(a, a_offset, lut.shape[0])
     w_idx = _to_index(w, w_offset, lut.shape[1])
-    _grouped_lut_gemm(a_idx[None], w_idx[None], _table(lut), out)
+    _gemm(a_idx[None], w_idx[None], _table(lut), out)
     return out[0]
 
 
@@ -170,7 +213,7 @@ def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 
         cols = np.empty((groups, nb * ho * wo, k), dtype=x_idx.dtype)
         _im2col(xb, groups, kh, kw, sh, sw, ho, wo, cols)
         res = np.zeros((groups, nb * ho * wo, og), dtype=np.int64)
-        _grouped_lut_gemm(cols, w_idx, table, res)
+        _gemm(cols, w_idx, table, res)
         # (G, nb*Ho*Wo, O/g) -> (nb, G, O/g, Ho, Wo) -> (nb, O, Ho, Wo)
         out[start:start + nb] = res.reshape(groups, nb, ho, wo, og).transpose(1, 0, 4, 2, 3).reshape(nb, o, ho, wo)
     return out
