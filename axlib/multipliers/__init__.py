@@ -7,7 +7,9 @@ an unsigned circuit use sign-magnitude around it (``sign_magnitude``).
 
 Registry names (``get(name)``): ``exact8u``, ``exact8s``, ``trunc<k>`` (broken-array, columns
 below k dropped), ``drum<k>`` (DRUM with k-bit segments), ``evoapprox:<circuit>`` (tables in
-``AXLIB_DATA/multipliers``); user tables via ``from_npy`` / ``from_function``.
+``AXLIB_DATA/multipliers``), ``smapprox:<dddd>`` (digits 0-3: STAND-INS for the SMApprox 8x8
+multipliers of delaparra2021, built from documented 4x4 designs; see ``axlib.multipliers.smapprox``);
+user tables via ``from_npy`` / ``from_function``.
 """
 
 from axlib.multipliers.core import (
