@@ -1,10 +1,12 @@
 """Benchmark of the LUT convolution against the tools it replaces (not a test).
 
-For each conv shape and batch size, three implementations run interleaved, ``repeats`` times:
+For each conv shape and batch size, the implementations run interleaved, ``repeats`` times:
 exact float32 ``torch.nn.functional.conv2d`` (the speed reference), the numba LUT kernel
-``axlib.kernels.lut_conv2d`` (im2col included) and a chunked NumPy gather baseline
-(im2col, then ``lut[a_idx, w_idx]`` summed over K in chunks). Every repeat records the seconds of
-each method, so ratios can be taken per repeat (paired) and summarised by their median.
+``axlib.kernels.lut_conv2d`` (im2col included), a chunked NumPy gather baseline (im2col, then
+``lut[a_idx, w_idx]`` summed over K in chunks), and the exact low-rank path
+(``axlib.kernels.lowrank``, float64 torch convs) for tables of increasing error rank
+(``lowrank:<circuit>``). Every repeat records the seconds of each method, so ratios can be taken
+per repeat (paired) and summarised by their median.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from axlib import multipliers
 from axlib.kernels import lut_conv2d
+from axlib.kernels.lowrank import factorize, lowrank_conv2d
 
 #: (name, C_in, C_out, H=W, kernel, stride, padding): the conv shapes of ResNet-20 (CIFAR-10) and LeNet-5.
 SHAPES = {
@@ -46,10 +50,32 @@ def numpy_gather_conv(x: np.ndarray, w: np.ndarray, lut: np.ndarray, stride: int
     return out.reshape(n, ho, ho, o).transpose(0, 3, 1, 2)
 
 
-def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with_numpy: bool = True) -> pd.DataFrame:
-    """Long table: one row per (shape, batch, repeat, method) with seconds and table lookups."""
+#: Unsigned EvoApprox circuits whose error matrices factor exactly, by increasing rank (0, 1, 4, 8, 15).
+LOWRANK_TABLES = ("evoapprox:mul8u_1JFF", "evoapprox:mul8u_Y48", "evoapprox:mul8u_125K", "evoapprox:mul8u_7C1",
+                  "evoapprox:mul8u_KEM")
+
+
+def lowrank_factors(names: list[str], max_rank: int = 16) -> dict:
+    """``{name: (multiplier, LowRankTable)}``; raises ValueError for a table with no exact factorisation."""
+    out = {}
+    for name in names:
+        m = multipliers.get(name)
+        if m.signed:
+            raise ValueError(f"{name}: the benchmark uses unsigned operands; pick a mul8u circuit")
+        lr = factorize(m.table, max_rank=max_rank)
+        if lr is None:
+            raise ValueError(f"{name}: error matrix has no exact factorisation of rank <= {max_rank}")
+        out[name] = (m, lr)
+    return out
+
+
+def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with_numpy: bool = True,
+        lowrank_tables: list[str] = ()) -> pd.DataFrame:
+    """Long table: one row per (shape, batch, repeat, method) with seconds and table lookups; low-rank
+    methods are named ``lowrank:<table>`` and carry the table's ``rank``."""
     rng = np.random.default_rng(seed)
     lut = rng.integers(0, 65536, size=(256, 256)).astype(np.int64)  # any table: the cost does not depend on it
+    factors = lowrank_factors(list(lowrank_tables))
     rows = []
     for name in shapes:
         cin, cout, hw, k, s, p = SHAPES[name]
@@ -63,16 +89,22 @@ def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with
                        "numba_lut": lambda: lut_conv2d(x, w, lut, stride=s, padding=p)}
             if with_numpy:
                 methods["numpy_gather"] = lambda: numpy_gather_conv(x, w, lut, s, p)
+            xl, wl = torch.from_numpy(x.astype(np.int64)), torch.from_numpy(w.astype(np.int64))
+            for tname, (_m, lr) in factors.items():
+                methods[f"lowrank:{tname}"] = lambda lr=lr: lowrank_conv2d(xl, wl, lr, s, p)
             for f in methods.values():  # warm-up: numba compile, allocator
                 f()
             if with_numpy:
                 assert np.array_equal(methods["numba_lut"](), methods["numpy_gather"]())
+            for tname, (m, _) in factors.items():  # the low-rank path must equal the LUT kernel on its table
+                assert np.array_equal(methods[f"lowrank:{tname}"]().numpy(), lut_conv2d(x, w, m.table, stride=s, padding=p))
             for r in range(repeats):
                 for method, f in methods.items():
                     t0 = time.perf_counter()
                     f()
+                    rank = factors[method.split(":", 1)[1]][1].rank if method.startswith("lowrank:") else None
                     rows.append({"shape": name, "batch": b, "repeat": r, "method": method,
-                                 "seconds": time.perf_counter() - t0, "lookups": lookups})
+                                 "seconds": time.perf_counter() - t0, "lookups": lookups, "rank": rank})
     return pd.DataFrame(rows)
 
 
@@ -92,3 +124,26 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
             row["numpy_over_numba"] = (g["numpy_gather"] / g["numba_lut"]).median()
         out.append(row)
     return pd.DataFrame(out)
+
+
+def summarize_lowrank(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (shape, batch, low-rank table): rank, median ms, and medians of the paired ratios to the
+    numba LUT kernel and to the float32 torch conv (< 1 vs LUT: the low-rank path wins there)."""
+    wide = df.pivot_table(index=["shape", "batch", "repeat"], columns="method", values="seconds").reset_index()
+    ranks = df.dropna(subset=["rank"]).groupby("method")["rank"].first()
+    out = []
+    for (shape, batch), g in wide.groupby(["shape", "batch"], sort=False):
+        for method, rank in ranks.items():
+            if method not in g:
+                continue
+            out.append({"shape": shape, "batch": batch, "table": method.split(":", 1)[1], "rank": int(rank),
+                        "lowrank_ms": 1e3 * g[method].median(),
+                        "lowrank_over_lut": (g[method] / g["numba_lut"]).median(),
+                        "lowrank_over_torch": (g[method] / g["torch_conv_fp32"]).median()})
+    return pd.DataFrame(out)
+
+
+def error_rank_table() -> pd.DataFrame:
+    """Error metrics (incl. error-matrix rank) of every EvoApprox 8x8 table in ``AXLIB_DATA``."""
+    rows = [multipliers.error_metrics(multipliers.get(f"evoapprox:{n}")) for n in multipliers.evoapprox_names()]
+    return pd.DataFrame(rows)
