@@ -10,6 +10,10 @@ below k dropped), ``drum<k>`` (DRUM with k-bit segments), ``evoapprox:<circuit>`
 ``AXLIB_DATA/multipliers``), ``smapprox:<dddd>`` (digits 0-3: STAND-INS for the SMApprox 8x8
 multipliers of delaparra2021, built from documented 4x4 designs; see ``axlib.multipliers.smapprox``);
 user tables via ``from_npy`` / ``from_function``.
+
+8-bit x 16-bit multipliers of ponzina2022 (``Exact16``, ``MulF6B``, ``Mul8VH``) are
+:class:`ByteSlicedMultiplier` objects (8x8 tables over the bytes of the 16-bit operand), from
+``get_8x16(name)``; ``axlib.nn`` uses them for "8/16" layers.
 """
 
 from axlib.multipliers.core import (
@@ -24,8 +28,10 @@ from axlib.multipliers.core import (
 from axlib.multipliers.evoapprox import evoapprox, evoapprox_names, published_evoapprox
 from axlib.multipliers.metrics import error_matrix, error_metrics
 from axlib.multipliers.registry import get, names
+from axlib.multipliers.wide import ByteSlicedMultiplier, get_8x16
 
 __all__ = [
+    "ByteSlicedMultiplier",
     "Multiplier",
     "drum",
     "error_matrix",
@@ -36,6 +42,7 @@ __all__ = [
     "from_function",
     "from_npy",
     "get",
+    "get_8x16",
     "names",
     "published_evoapprox",
     "sign_magnitude",
