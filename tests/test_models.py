@@ -21,6 +21,19 @@ def test_architectures_have_the_documented_sizes():
     assert LeNet5Caffe()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_vggf_cifar_has_five_conv_and_three_fc_layers():
+    from torch import nn
+
+    from axlib.models.vggf_cifar import VGGfCifar
+
+    m = VGGfCifar().eval()
+    convs = [n for n, x in m.named_modules() if isinstance(x, nn.Conv2d)]
+    fcs = [n for n, x in m.named_modules() if isinstance(x, nn.Linear)]
+    assert convs == list(VGGfCifar.CONV) and fcs == list(VGGfCifar.FC)
+    assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert models.spec("vggf_cifar").dataset == "cifar10"
+
+
 def test_unknown_model_is_a_parameter_error():
     with pytest.raises(ParameterError, match="lenet5"):
         models.spec("vgg99")

@@ -15,6 +15,7 @@ from axlib import validate
 from axlib.models.cifarquick import CifarQuick
 from axlib.models.lenet import LeNet5Caffe
 from axlib.models.resnet_cifar import CifarResNet
+from axlib.models.vggf_cifar import VGGfCifar
 from axlib.models.zoo import Recipe, accuracy, train_or_load, with_overrides
 
 
@@ -45,6 +46,11 @@ MODELS: dict[str, ModelSpec] = {
         Recipe(epochs=20, batch_size=100, lr=0.01, momentum=0.9, weight_decay=5e-4, augment=True,
                warmup_epochs=1),
         "CifarQuick (Caffe cifar10_quick), CIFAR-10"),
+    "vggf_cifar": ModelSpec(
+        "vggf_cifar", "cifar10", "cifar_meanstd", VGGfCifar, "zoo",
+        Recipe(epochs=15, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=True,
+               warmup_epochs=1),
+        "VGG-f-style 5 conv + 3 FC (hanif2018's VGG-f scaled to 32x32), CIFAR-10"),
     **{f"resnet{d}": ModelSpec(f"resnet{d}", "cifar10", "imagenet_meanstd",
                                (lambda d=d: CifarResNet(d)), "pretrained",
                                description=f"ResNet-{d} (option A), CIFAR-10, akamaster weights")
