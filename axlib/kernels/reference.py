@@ -199,3 +199,42 @@ def reference_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: 
                     patch = xp[n, g * cg:(g + 1) * cg, i * sh:i * sh + kh, j * sw:j * sw + kw] + a_offset
                     out[n, oc, i, j] = lut64[patch, wi].sum()
     return out
+
+
+# --------------------------------------------------------------------------- SnaPEA (akhlaghi2020 ch.3)
+
+
+def reference_early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residual=None):
+    """Plain-Python SnaPEA convolution + ReLU with MAC counts (oracle of
+    :func:`axlib.kernels.early_term.early_term_conv2d`; same reordering rule)."""
+    from axlib.kernels.early_term import reorder
+
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    o_count, c, kh, kw = w.shape
+    sh, sw = (stride, stride) if isinstance(stride, int) else stride
+    ph, pw = (padding, padding) if isinstance(padding, int) else padding
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    ho, wo = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
+    r = reorder(w, n)
+    ths = np.broadcast_to(np.asarray(th, dtype=np.float64), (o_count,))
+    out = np.zeros((x.shape[0], o_count, ho, wo))
+    ops = np.zeros((x.shape[0], o_count, ho, wo), dtype=np.int64)
+    for b in range(x.shape[0]):
+        for o in range(o_count):
+            for i in range(ho):
+                for j in range(wo):
+                    acc = 0.0 if bias is None else float(bias[o])
+                    if residual is not None:
+                        acc += float(residual[b, o, i, j])
+                    count, value = kh * kw * c, None
+                    for s, flat in enumerate(r.order[o]):
+                        ch, rem = divmod(int(flat), kh * kw)
+                        p, q = divmod(rem, kw)
+                        acc += w[o, ch, p, q] * xp[b, ch, i * sh + p, j * sw + q]
+                        if (s + 1 == r.n_spec[o] and acc <= ths[o]) or (s >= r.neg_start[o] and acc <= 0):
+                            count, value = s + 1, 0.0
+                            break
+                    out[b, o, i, j] = max(acc, 0.0) if value is None else value
+                    ops[b, o, i, j] = count
+    return out, ops
