@@ -1,0 +1,206 @@
+"""Arithmetic energy of a quantized CNN under precision scaling and zero skipping (moons2016 §3.2).
+
+The model (moons2016 Table 1, first-order estimates from 40 nm simulations): only the switching
+activity α of ``P = α·C·f·V²`` changes with the bit-width n; α grows as O(n²) for a multiplier,
+O(n) for adders, registers and wires, and O(n_max) (i.e. not at all) for SRAM. Like the paper
+we count only the convolutional arithmetic (multiply and accumulate); control, I/O, memories and
+the clock network are left out, so the savings are an upper bound.
+
+Energy of one multiply-accumulate with an ``n_a``-bit input and an ``n_w``-bit weight, in units
+of one 16-bit x 16-bit MAC (**16-bit fixed point = 1**)::
+
+    e_mac(n_a, n_w) = s · (n_a · n_w) / (16 · 16)  +  (1 - s) · (n_a + n_w) / (16 + 16)
+
+- multiplier term: an array multiplier of ``n_a x n_w`` bits has ``n_a·n_w`` partial-product
+  cells, so its switching activity scales with ``n_a·n_w`` (O(n²) when ``n_a = n_w = n``);
+- adder term: the accumulating adder is as wide as the product, ``n_a + n_w`` bits (O(n));
+- ``s`` = ``mult_share``: the multiplier's share of a 16-bit MAC. The paper gives no number for it.
+  Default from Horowitz (ISSCC 2014, 45 nm, integer arithmetic): 8-bit multiply 0.2 pJ, 32-bit
+  multiply 3.1 pJ, 8-bit add 0.03 pJ, 32-bit add 0.1 pJ. A 16-bit multiply is then
+  0.2 pJ · (16/8)² = 0.8 pJ (quadratic in n, consistent with 3.1 pJ / 4 = 0.78 pJ) and the
+  32-bit add that accumulates its product 0.1 pJ, so ``s = 0.8 / 0.9 ≈ 0.889``.
+
+Energy of a network = Σ over layers of (counted MACs) · ``e_mac(n_a, n_w)`` of that layer,
+divided by the number of MACs (so a 16-bit network without skipping has relative energy 1).
+With skipping, a MAC whose input *or* weight is zero costs nothing (a zero flag gates it).
+
+MAC counting (:func:`count_macs`) is exact and runs on the actual (quantized) inputs and
+weights: a convolution's non-zero MACs are ``Σ conv(1[x≠0], Σ_out 1[w≠0])`` (zero padding counts
+as zero inputs), a linear layer's ``Σ_i (Σ_n 1[x_ni≠0]) (Σ_o 1[w_oi≠0])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from axlib import validate
+
+#: Horowitz, "Computing's energy problem (and what we can do about it)", ISSCC 2014, 45 nm, 0.9 V:
+#: energies of integer operations in pJ (the figure "Energy per operation").
+HOROWITZ_2014_PJ = {"int8_add": 0.03, "int32_add": 0.1, "int8_mult": 0.2, "int32_mult": 3.1}
+
+REFERENCE_BITS = 16  #: normalisation: one 16-bit x 16-bit MAC = 1
+
+
+def horowitz_mult_share() -> float:
+    """Multiplier share of a 16-bit MAC derived from :data:`HOROWITZ_2014_PJ` (≈ 0.889)."""
+    mult16 = HOROWITZ_2014_PJ["int8_mult"] * (REFERENCE_BITS / 8) ** 2   # quadratic in n
+    add32 = HOROWITZ_2014_PJ["int32_add"]                                # adder as wide as the product
+    return mult16 / (mult16 + add32)
+
+
+MULT_SHARE = horowitz_mult_share()
+
+#: moons2016 Table 1: exponent of n in the switching activity of each building block.
+TABLE1_ACTIVITY_ORDER = {"multiplier": 2, "adder": 1, "register": 1, "wire": 1, "sram": 0}
+
+
+def validate_mult_share(mult_share) -> float:
+    return validate.number("mult_share", mult_share, lo=0.0, hi=1.0)
+
+
+def multiplier_energy(n_a, n_w=None):
+    """Relative energy of an ``n_a x n_w``-bit multiplier (16 x 16 = 1): ``n_a·n_w / 256``."""
+    n_a = np.asarray(n_a, dtype=float)
+    n_w = n_a if n_w is None else np.asarray(n_w, dtype=float)
+    return n_a * n_w / REFERENCE_BITS**2
+
+
+def adder_energy(n_a, n_w=None):
+    """Relative energy of the accumulating adder for an ``n_a x n_w`` product (32 bits = 1)."""
+    n_a = np.asarray(n_a, dtype=float)
+    n_w = n_a if n_w is None else np.asarray(n_w, dtype=float)
+    return (n_a + n_w) / (2 * REFERENCE_BITS)
+
+
+def mac_energy(n_a, n_w=None, mult_share: float = MULT_SHARE):
+    """Relative energy of one MAC with ``n_a``-bit input and ``n_w``-bit weight (16-bit MAC = 1)."""
+    validate_mult_share(mult_share)
+    return mult_share * multiplier_energy(n_a, n_w) + (1.0 - mult_share) * adder_energy(n_a, n_w)
+
+
+# --------------------------------------------------------------------------- MAC counting
+
+@torch.no_grad()
+def layer_macs(module: nn.Module, x: torch.Tensor) -> dict:
+    """Exact counts for one Conv2d/Linear call on input ``x`` with ``module.weight`` as it is now.
+
+    Returns ``macs`` (all multiply-accumulates, zero padding included), ``nonzero_macs`` (MACs
+    whose input and weight are both non-zero), ``inputs`` / ``zero_inputs`` (elements of ``x``)
+    and ``weights`` / ``zero_weights``.
+    """
+    w = module.weight
+    xnz = (x != 0).to(torch.float32)
+    wnz = (w != 0).to(torch.float32)
+    if isinstance(module, nn.Conv2d):
+        if isinstance(module.padding, str) or module.padding_mode != "zeros":
+            raise ValueError("count_macs supports numeric zero padding only")
+        g = module.groups
+        cout, cin_g, kh, kw = w.shape
+        # Σ over output channels of a group of the weight indicator: (g, cin_g, kh, kw)
+        wsum = wnz.view(g, cout // g, cin_g, kh, kw).sum(1)
+        per_pos = F.conv2d(xnz, wsum, None, module.stride, module.padding, module.dilation, g)
+        nonzero = int(per_pos.to(torch.float64).sum().item())  # per element <= cout*cin_g*kh*kw: exact in fp32
+        n, _, ho, wo = per_pos.shape
+        macs = n * cout * ho * wo * cin_g * kh * kw
+    elif isinstance(module, nn.Linear):
+        xs = xnz.reshape(-1, xnz.shape[-1]).to(torch.float64).sum(0)
+        ws = wnz.to(torch.float64).sum(0)
+        nonzero = int(torch.dot(xs, ws).item())
+        rows = x.numel() // x.shape[-1]
+        macs = rows * w.shape[0] * w.shape[1]
+    else:
+        raise TypeError(f"count_macs handles Conv2d and Linear, not {type(module).__name__}")
+    return {"macs": macs, "nonzero_macs": nonzero, "inputs": x.numel(), "zero_inputs": int((x == 0).sum().item()),
+            "weights": w.numel(), "zero_weights": int((w == 0).sum().item())}
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, batches: Iterable) -> pd.DataFrame:
+    """Per Conv2d/Linear layer of ``model``: exact MAC and zero counts over all ``batches``.
+
+    The counting hooks see the inputs the layer actually receives (after any quantizing
+    pre-hook, e.g. inside :func:`axlib.quant.quantized`) and the weights as they are during the
+    pass. Weight counts are per layer (not per image); ``images`` is the number of images seen.
+    """
+    names = [n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    modules = dict(model.named_modules())
+    acc = {n: {"macs": 0, "nonzero_macs": 0, "inputs": 0, "zero_inputs": 0, "weights": 0, "zero_weights": 0}
+           for n in names}
+    hooks = []
+    for n in names:
+        def hook(m, args, _out, n=n):
+            c = layer_macs(m, args[0])
+            for k in ("macs", "nonzero_macs", "inputs", "zero_inputs"):
+                acc[n][k] += c[k]
+            acc[n]["weights"], acc[n]["zero_weights"] = c["weights"], c["zero_weights"]
+        hooks.append(modules[n].register_forward_hook(hook))
+    images = 0
+    try:
+        model.eval()
+        for xb, _ in batches:
+            model(xb)
+            images += len(xb)
+    finally:
+        for h in hooks:
+            h.remove()
+    rows = [{"layer_index": i, "layer": n, "images": images, **acc[n]} for i, n in enumerate(names)]
+    return pd.DataFrame(rows)
+
+
+def network_energy(counts: pd.DataFrame, input_bits: int | Mapping[str, int], weight_bits: int | Mapping[str, int],
+                   skipping: bool, mult_share: float = MULT_SHARE) -> float:
+    """Relative arithmetic energy of a network (16-bit, no skipping = 1) from :func:`count_macs` rows.
+
+    ``input_bits`` / ``weight_bits``: one width for all layers or a mapping layer -> width.
+    """
+    validate_mult_share(mult_share)
+    layers = counts["layer"].tolist()
+    na = np.array([input_bits[n] if isinstance(input_bits, Mapping) else input_bits for n in layers], dtype=float)
+    nw = np.array([weight_bits[n] if isinstance(weight_bits, Mapping) else weight_bits for n in layers], dtype=float)
+    counted = counts["nonzero_macs" if skipping else "macs"].to_numpy(dtype=float)
+    total = counts["macs"].to_numpy(dtype=float).sum()
+    return float((counted * mac_energy(na, nw, mult_share)).sum() / total)
+
+
+def zero_fractions(counts: pd.DataFrame) -> dict:
+    """Network-wide fractions: zero inputs (over all layer-input elements), zero weights, skipped MACs."""
+    return {"zero_input_fraction": counts["zero_inputs"].sum() / counts["inputs"].sum(),
+            "zero_weight_fraction": counts["zero_weights"].sum() / counts["weights"].sum(),
+            "skipped_mac_fraction": 1.0 - counts["nonzero_macs"].sum() / counts["macs"].sum()}
+
+
+# --------------------------------------------------------------------------- Fig. 1b: one multiplier
+
+def product_rmse(bits, mode: str = "round", full_bits: int = REFERENCE_BITS) -> np.ndarray:
+    """RMSE of the product of two operands reduced to ``bits`` bits, relative to full scale (1.0).
+
+    Operands are independent and uniformly distributed over the ``full_bits``-bit unsigned grid
+    ``{k / 2^full_bits}`` in [0, 1); each is reduced to ``bits`` bits by ``mode`` = ``"round"``
+    (to nearest, saturating at the largest code) or ``"truncate"`` (LSBs dropped). The mean
+    squared error is exact (no sampling): with ``a'`` the reduced operand and independence,
+    ``E[(ab - a'b')²] = E[a²]² - 2·E[a·a']² + E[a'²]²``.
+    """
+    validate.choice("mode", mode, ("round", "truncate"))
+    validate.integer("full_bits", full_bits, lo=2, hi=24)
+    a = np.arange(2**full_bits, dtype=np.float64) / 2**full_bits
+    out = []
+    for n in np.atleast_1d(bits):
+        n = validate.integer("bits", int(n), lo=1, hi=full_bits)
+        scale = 2.0**n
+        r = np.floor(a * scale) if mode == "truncate" else np.minimum(np.round(a * scale), scale - 1)
+        ar = r / scale
+        mse = np.mean(a * a) ** 2 - 2 * np.mean(a * ar) ** 2 + np.mean(ar * ar) ** 2
+        out.append(np.sqrt(max(mse, 0.0)))
+    return np.array(out)
+
+
+__all__ = ["HOROWITZ_2014_PJ", "MULT_SHARE", "REFERENCE_BITS", "TABLE1_ACTIVITY_ORDER", "adder_energy", "count_macs",
+           "horowitz_mult_share", "layer_macs", "mac_energy", "multiplier_energy", "network_energy", "product_rmse",
+           "zero_fractions"]
