@@ -35,7 +35,7 @@ notebook: $(STAMP)
 	$(PY) -m axlib.repro run --nb "$(NB)" --set '$(P)' --profile $(PROFILE) --book
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check axlib tests
+	$(VENV)/bin/ruff check axlib tests benchmarks
 
 test: $(STAMP) lint
 	$(VENV)/bin/pytest -q
