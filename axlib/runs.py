@@ -162,7 +162,7 @@ def package_versions() -> dict:
     from importlib import metadata
 
     out = {"python": sys.version.split()[0]}
-    for pkg in ("axlib", "torch", "torchvision", "numpy", "numba", "pandas"):
+    for pkg in ("axlib", "torch", "torchvision", "numpy", "numba", "pandas", "scikit-image"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
