@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 
 from axlib import config, data, models, quant, sweep, validate
+from axlib.models import stages as stages_mod
 
 #: The networks of the paper and their stand-ins here (paper network -> (model, dataset)).
 FIG02_MODELS = ("lenet5", "cifarquick", "resnet20", "resnet32", "resnet44", "resnet56", "alexnet")
@@ -228,44 +229,9 @@ def _prepared_split(model_name: str, zoo_json: str, n_search: int, n_heldout, n_
     return _Split(net, search, heldout, ranges, _correct(net, search), _correct(net, heldout), stages)
 
 
-def model_stages(net) -> list[tuple[list[str], object]]:
-    """Split ``net`` into consecutive stages ``[(layer names, fn)]`` with ``net(x) == fn_k(...fn_1(x))``.
-
-    Lets the greedy search cache the input of the stage holding the layer it is tuning (earlier
-    layers are fixed by then). Known architectures are split per layer / residual block; any
-    other network is one stage (always correct, only slower).
-    """
-    import torch.nn.functional as F
-
-    from axlib.models.cifarquick import CifarQuick
-    from axlib.models.lenet import LeNet5Caffe
-    from axlib.models.resnet_cifar import CifarResNet
-
-    named = {id(m): n for n, m in net.named_modules()}
-
-    def layers_in(*mods):
-        return [named[id(s)] for m in mods for s in m.modules() if isinstance(s, quant.layers.QUANTIZED_TYPES)]
-
-    m = net
-    if isinstance(m, CifarResNet):
-        blocks = [b for stage in (m.layer1, m.layer2, m.layer3) for b in stage]
-        return ([(layers_in(m.conv1), lambda x: m.relu(m.bn1(m.conv1(x))))]
-                + [(layers_in(b), b) for b in blocks]
-                + [(layers_in(m.linear), lambda x: m.linear(F.adaptive_avg_pool2d(x, 1).flatten(1)))])
-    if isinstance(m, LeNet5Caffe):
-        return [(["conv1"], lambda x: m.pool1(m.conv1(x))), (["conv2"], lambda x: m.pool2(m.conv2(x))),
-                (["ip1"], lambda x: m.relu1(m.ip1(torch.flatten(x, 1)))), (["ip2"], m.ip2)]
-    if isinstance(m, CifarQuick):
-        return [(["conv1"], lambda x: m.relu1(m.pool1(m.conv1(x)))), (["conv2"], lambda x: m.pool2(m.relu2(m.conv2(x)))),
-                (["conv3"], lambda x: m.pool3(m.relu3(m.conv3(x)))), (["ip1"], lambda x: m.ip1(torch.flatten(x, 1))),
-                (["ip2"], m.ip2)]
-    return [(layers_in(m), m)]
-
-
-def _run_stages(stages, start: int, x, stop: int | None = None):
-    for _, fn in stages[start:stop]:
-        x = fn(x)
-    return x
+#: Stage splitting moved to :mod:`axlib.models.stages` (shared with hanif2018's sweeps).
+model_stages = stages_mod.model_stages
+_run_stages = stages_mod.run_stages
 
 
 @torch.no_grad()
