@@ -204,3 +204,73 @@ def product_rmse(bits, mode: str = "round", full_bits: int = REFERENCE_BITS) -> 
 __all__ = ["HOROWITZ_2014_PJ", "MULT_SHARE", "REFERENCE_BITS", "TABLE1_ACTIVITY_ORDER", "adder_energy", "count_macs",
            "horowitz_mult_share", "layer_macs", "mac_energy", "multiplier_energy", "network_energy", "product_rmse",
            "zero_fractions"]
+
+
+# --------------------------------------------------------------------------- SnaPEA accelerator model
+# akhlaghi2020 §3.6-3.7. A simplified, analytical stand-in for the thesis's cycle-level simulator.
+#
+# Baseline (EYERISS-like): 256 MAC units, every MAC of a layer executed, full utilisation:
+#   cycles = MACs / 256.
+# SnaPEA: P PEs x L lanes (Table 3.2: 64 x 4 = 256 MAC units). A PE broadcasts one weight per cycle
+# to its L lanes, each lane computing one window of the same kernel (adjacent windows, row-major);
+# the lanes of a PE wait for the slowest, so a group of L windows takes max(ops) cycles (Eq. 3.1 op
+# counts). Groups are spread evenly over the P PEs: cycles = Σ_groups max(ops) / P. Not modelled:
+# the synchronisation of horizontal PE groups, buffer bandwidth, pipeline fill, pooling and the
+# off-chip spills of VGGNet.
+# Energy: per executed MAC, one 16-bit PE operation and its operand reads. The baseline reads an input
+# and a weight from register files (2 accesses per MAC). A SnaPEA lane reads its input, while the
+# weight and its index are read once per cycle and broadcast to the L lanes of the PE (§3.6), i.e.
+# 1 + 2/L accesses per MAC (index and input buffers costed as register-file accesses). Per layer,
+# every input, weight and output word crosses the global buffer once, the same for both designs.
+# Unit energies per bit from Table 3.3 of the thesis (45 nm); the baseline PE has no prediction unit
+# and costs 1.0 (a register-file access) instead of 1.5 (§3.7.1).
+
+#: akhlaghi2020 Table 3.3: energy per bit (pJ) of SnaPEA's units and of off-chip access.
+SNAPEA_TABLE_3_3_PJ_PER_BIT = {"register_file": 0.20, "pe_16bit_with_pau": 0.30, "inter_pe": 0.40,
+                               "global_buffer": 1.20, "ddr4": 15.00}
+#: akhlaghi2020 Table 3.2: SnaPEA 64 PEs x 4 lanes; EYERISS configured with the same 256 MAC units.
+SNAPEA_PES, SNAPEA_LANES, BASELINE_MACS = 64, 4, 256
+WORD_BITS = 16
+
+
+def snapea_cycles(ops: np.ndarray, lanes: int = SNAPEA_LANES, pes: int | None = None) -> float:
+    """Cycles of one layer on SnaPEA from its per-window MAC counts ``ops`` (N, O, Ho, Wo).
+
+    Windows of one kernel and image are taken ``lanes`` at a time in row-major order; each group
+    costs its largest count; ``pes`` defaults to ``256 // lanes`` (the same 256 MAC units)."""
+    validate_lanes(lanes)
+    pes = pes or BASELINE_MACS // lanes
+    n, o, h, w = ops.shape
+    flat = ops.reshape(n * o, h * w).astype(np.int64)
+    pad = (-flat.shape[1]) % lanes
+    if pad:
+        flat = np.concatenate([flat, np.zeros((flat.shape[0], pad), dtype=np.int64)], axis=1)
+    return float(flat.reshape(flat.shape[0], -1, lanes).max(axis=2).sum() / pes)
+
+
+def validate_lanes(lanes) -> int:
+    from axlib import validate
+
+    validate.integer("lanes", lanes, lo=1, hi=BASELINE_MACS)
+    if BASELINE_MACS % lanes:
+        raise validate.ParameterError(f"parameter lanes={lanes} must divide {BASELINE_MACS} MAC units")
+    return lanes
+
+
+def dense_cycles(macs: int | float, mac_units: int = BASELINE_MACS) -> float:
+    """Cycles of a layer with every MAC executed on ``mac_units`` fully used units."""
+    return float(macs) / mac_units
+
+
+def mac_energy_pj(snapea: bool, lanes: int = SNAPEA_LANES) -> float:
+    """Energy (pJ) of one executed 16-bit MAC: the PE operation plus its operand reads, 2 on the
+    baseline, ``1 + 2 / lanes`` on SnaPEA (weight and index broadcast to the lanes of a PE)."""
+    t = SNAPEA_TABLE_3_3_PJ_PER_BIT
+    pe = t["pe_16bit_with_pau"] if snapea else t["register_file"] * 1.0   # baseline PE: relative cost 1.0
+    reads = 1 + 2 / validate_lanes(lanes) if snapea else 2
+    return WORD_BITS * (pe + reads * t["register_file"])
+
+
+def movement_energy_pj(words: int | float) -> float:
+    """Energy (pJ) of ``words`` 16-bit words crossing the global buffer once."""
+    return float(words) * WORD_BITS * SNAPEA_TABLE_3_3_PJ_PER_BIT["global_buffer"]
