@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -189,12 +189,9 @@ class Setup:
         self._stage_cache: dict = {}
 
     @torch.no_grad()
-    def correct(self, batches, start: int = 0, xs=None) -> int:
-        total = 0
-        for i, (x, y) in enumerate(batches):
-            inp = x if xs is None else xs[i]
-            total += int((stages_mod.run_stages(self.stages, start, inp).argmax(1) == y).sum())
-        return total
+    def correct(self, batches) -> int:
+        """Correct predictions of the whole network over ``batches`` of ``(x, y)``."""
+        return sum(int((self.net(x).argmax(1) == y).sum()) for x, y in batches)
 
     @torch.no_grad()
     def hits(self, start: int, xs: torch.Tensor, labels: torch.Tensor, batch: int = 250) -> torch.Tensor:
@@ -306,16 +303,7 @@ def setup(model: str, n_opt: int, n_test, seed: int, zoo_json: str = "{}") -> Se
 
 def layer_ops(sl: SnapLayer, cap: dict, cfg: LayerConfig | None) -> np.ndarray:
     """MACs per window (N, O, Ho, Wo) of layer ``sl`` on captured inputs, Eq. (3.1) by the numba kernel."""
-    conv = sl.conv
-    x = cap["x"].detach().cpu().double().numpy()
-    x = np.maximum(x, 0.0)   # post-ReLU / pooled values; guards -0.0
-    w = conv.weight.detach().cpu().double().numpy()
-    b = conv.bias.detach().cpu().double().numpy() if conv.bias is not None else None
-    res = cap["res"].detach().cpu().double().numpy() if cap["res"] is not None else None
-    th = 0.0 if cfg is None else cfg.th
-    n = 0 if cfg is None else cfg.n
-    _, ops = et.early_term_conv2d(x, w, b, conv.stride, conv.padding, th=th, n=n, residual=res)
-    return ops
+    return _numba_layer(sl, cap, cfg)[1]
 
 
 # --------------------------------------------------------------------------- Algorithm 1
@@ -462,43 +450,6 @@ def global_pass(s: Setup, pl: dict, eps: float) -> tuple[dict[str, dict], list[d
         it += 1
         trace.append({"iteration": it, "layer": layer, "err": err, "op": sum(e["op"] for e in chosen.values())})
     return chosen, trace
-
-
-@dataclass
-class Result:
-    model: str
-    eps: float
-    chosen: dict
-    trace: list
-    layers: pd.DataFrame = field(default_factory=pd.DataFrame)
-    summary: dict = field(default_factory=dict)
-
-
-def evaluate(s: Setup, chosen: dict[str, dict] | None, n_ops: int) -> tuple[pd.DataFrame, dict]:
-    """Final configuration on the test split: accuracy (torch), and per layer the Eq. 3.1 MACs per
-    window on the first ``n_ops`` test images (numba, with every layer speculating), the share of
-    windows cut by the speculation check, and the true/false negative rates of §3.7.2."""
-    configs = {} if chosen is None else {k: LayerConfig(e["th_mult"] * s.scale[k], e["n"]) for k, e in chosen.items()}
-    sp = Speculator(s.net, s.layers, configs, tally=True)
-    with torch.no_grad(), sp:
-        correct = s.correct(s.test)
-    cap = s.capture(s.test, configs, limit=n_ops)
-    rows = []
-    for sl in s.layers:
-        cfg = configs.get(sl.name)
-        ops = layer_ops(sl, cap[sl.name], cfg)
-        t = sp.tallies.get(sl.name) if sp.tallies else None
-        rows.append({"layer": sl.name, "kernels": sl.kernels, "k": sl.k, "windows": int(ops.size),
-                     "dense_macs": int(ops.size) * sl.k, "snapea_macs": int(ops.sum()),
-                     "predictive": bool(cfg is not None and not cfg.exact),
-                     "kernels_predictive": int(np.count_nonzero(cfg.n)) if cfg is not None else 0,
-                     "true_negative_rate": (t.true_neg / t.negatives) if t and t.negatives else (0.0 if t else None),
-                     "false_negative_rate": (t.false_neg / t.positives) if t and t.positives else (0.0 if t else None),
-                     "ops_per_window": ops.reshape(-1).astype(np.int32)})
-    acc = correct / len(s.test_labels)
-    summary = {"test_accuracy": acc, "exact_test_accuracy": s.exact_test_correct / len(s.test_labels),
-               "test_accuracy_loss": (s.exact_test_correct - correct) / len(s.test_labels)}
-    return pd.DataFrame(rows), summary
 
 
 def algorithm1(s: Setup, profile: pd.DataFrame, eps: float) -> tuple[dict, list, dict]:
