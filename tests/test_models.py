@@ -65,3 +65,16 @@ def test_zoo_training_is_deterministic_and_cached(tmp_path, monkeypatch):
     m3, _ = models.get_model("lenet5", seed=4, progress=False, **kw)     # other seed: other model
     assert not torch.equal(m3.state_dict()["conv1.weight"], states[1]["conv1.weight"])
     assert not list((tmp_path / "b" / "models").glob("*.partial"))
+
+
+@needs_mnist
+def test_zoo_trains_even_when_called_under_no_grad(tmp_path, monkeypatch):
+    """Analyses run under torch.no_grad() and may trigger a zoo model's first training."""
+    from axlib import config
+
+    monkeypatch.setenv("AXLIB_CACHE", str(tmp_path))
+    with torch.no_grad():
+        m, _ = models.get_model("lenet5", seed=5, progress=False, epochs=1, n_train=256, batch_size=64)
+    config.seed_everything(5)
+    untrained = models.spec("lenet5").build()  # the same initial weights, before any step
+    assert not torch.equal(m.state_dict()["conv1.weight"], untrained.state_dict()["conv1.weight"])

@@ -105,6 +105,7 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out.permute(0, 3, 1, 2).contiguous()
 
 
+@torch.enable_grad()  # callers may sit inside torch.no_grad() (an analysis that trains its model on first use)
 def _train(model: nn.Module, name: str, dataset: str, normalization: str, recipe: Recipe, seed: int,
            path: Path, progress: bool) -> dict:
     x, y = data.tensors(dataset, "train", normalization, n=recipe.n_train, seed=seed)
