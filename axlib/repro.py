@@ -142,9 +142,26 @@ def effective_params(nb: Notebook, profile: str, overrides: dict | None = None) 
         if unknown:
             raise ParameterError(f"{source}: unknown parameter(s) {unknown} for {nb.id}; "
                                  f"parameters: {sorted(defaults)}")
-        params.update(values)
+        params.update({k: like_default(defaults[k], v) for k, v in values.items()})
     params["profile"] = profile
     return params
+
+
+def like_default(default, value):
+    """``value`` with integers turned into floats where the default is a float (or a list of floats).
+
+    Run keys hash the parameters as JSON, where ``0`` and ``0.0`` differ; notebooks validate numbers
+    into floats, so an override ``fractions=[0, 0.5]`` must reach them, and the key, as ``[0.0, 0.5]``.
+    """
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if isinstance(default, float) and is_int(value):
+        return float(value)
+    if (isinstance(default, list) and default and all(isinstance(d, float) for d in default)
+            and isinstance(value, list)):
+        return [float(v) if is_int(v) else v for v in value]
+    return value
 
 
 # --------------------------------------------------------------------------- execution
