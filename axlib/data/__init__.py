@@ -12,7 +12,7 @@ from axlib.data.arrays import (
     load_arrays,
 )
 from axlib.data.splits import calibration_test_split, subset_indices
-from axlib.data.tensors import NORMALIZATIONS, batches, imagenet_val, tensors
+from axlib.data.tensors import NORMALIZATIONS, batches, evaluation_split, imagenet_tensors, imagenet_val, tensors
 
 __all__ = [
     "DATASETS",
@@ -21,6 +21,8 @@ __all__ = [
     "MissingDataError",
     "batches",
     "calibration_test_split",
+    "evaluation_split",
+    "imagenet_tensors",
     "imagenet_val",
     "load_arrays",
     "subset_indices",

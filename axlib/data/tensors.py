@@ -8,7 +8,11 @@ import numpy as np
 
 from axlib import paths, validate
 from axlib.data.arrays import DATASETS, MissingDataError, load_arrays
-from axlib.data.splits import subset_indices
+from axlib.data.splits import calibration_test_split, subset_indices
+
+#: ImageNet validation images loaded for the second subset of :func:`evaluation_split` when its
+#: size is left open (``None``); the other datasets then use the rest of their test split.
+IMAGENET_DEFAULT_SECOND = 5000
 
 #: Input normalisations, named so a model can declare the one it was trained with.
 #: ``scale``: x / 256 (Caffe LeNet, ``scale: 0.00390625``). ``cifar_meanstd``: per-channel CIFAR-10
@@ -82,6 +86,35 @@ def imagenet_val(n: int | None = None, seed: int = 0, batch_size: int = 64):
     ds = datasets.ImageFolder(str(root), transform=tf)
     idx = subset_indices(len(ds), n, seed)
     return torch.utils.data.DataLoader(torch.utils.data.Subset(ds, idx.tolist()), batch_size=batch_size)
+
+
+def imagenet_tensors(n: int | None, seed: int):
+    """``n`` seeded ImageNet validation images (224 crop, ``imagenet_meanstd``) and labels as tensors."""
+    import torch
+
+    xs, ys = zip(*imagenet_val(n=n, seed=seed, batch_size=100))
+    return torch.cat(xs), torch.cat(ys)
+
+
+def evaluation_split(name: str, normalization: str, n_first: int, n_second: int | None, seed: int):
+    """Two disjoint, seeded subsets of a dataset's evaluation images: ``((x1, y1), (x2, y2))``.
+
+    The evaluation images are the test split (MNIST, CIFAR) or the local ImageNet validation folder.
+    The subsets are the first ``n_first`` and the next ``n_second`` images of one seeded permutation
+    (:func:`calibration_test_split`; ``n_second=None``: the rest, for ImageNet the next
+    :data:`IMAGENET_DEFAULT_SECOND`), e.g. calibration / test (hanif2018) or optimisation / test
+    (SnaPEA's Algorithm 1). ImageNet images always use the ``imagenet_meanstd`` normalisation.
+    """
+    if name != "imagenet":
+        a, b = calibration_test_split(len(load_arrays(name, "test")), n_first, n_second, seed)
+        return tensors(name, "test", normalization, indices=a), tensors(name, "test", normalization, indices=b)
+    if normalization != "imagenet_meanstd":
+        raise validate.ParameterError(f"imagenet images use normalization 'imagenet_meanstd', not {normalization!r}")
+    validate.integer("n_first", n_first, lo=0)
+    second = IMAGENET_DEFAULT_SECOND if n_second is None else validate.integer("n_second", n_second, lo=1)
+    x, y = imagenet_tensors(n_first + second, seed)
+    a, b = calibration_test_split(len(y), n_first, None, seed)
+    return (x[a], y[a]), (x[b], y[b])
 
 
 assert set(DATASETS) >= {"mnist", "cifar10", "cifar100", "imagenet"}

@@ -177,18 +177,7 @@ def setup(model: str, n_calib: int, n_test, seed: int, zoo_json: str = "{}") -> 
     net = quant.fold_batchnorm(net).eval()
     dev = config.device()
     net = net.to(dev)
-    if spec.dataset == "imagenet":
-        loader = data.imagenet_val(n=n_calib + (n_test or 5000), seed=seed, batch_size=100)
-        xs, ys = zip(*loader)
-        x, y = torch.cat(xs), torch.cat(ys)
-        perm = torch.from_numpy(np.random.default_rng(seed).permutation(len(y)))
-        c_idx, t_idx = perm[:n_calib].sort().values, perm[n_calib:].sort().values
-        xc, yc, xt, yt = x[c_idx], y[c_idx], x[t_idx], y[t_idx]
-    else:
-        n_total = len(data.load_arrays(spec.dataset, "test"))
-        c_idx, t_idx = data.calibration_test_split(n_total, n_calib, n_test, seed)
-        xc, yc = data.tensors(spec.dataset, "test", spec.normalization, indices=c_idx)
-        xt, yt = data.tensors(spec.dataset, "test", spec.normalization, indices=t_idx)
+    (xc, yc), (xt, yt) = data.evaluation_split(spec.dataset, spec.normalization, n_calib, n_test, seed)
 
     def batches(x, y):
         return [(xb.to(dev), yb.to(dev)) for xb, yb in data.batches(x, y, BATCH)]

@@ -281,21 +281,16 @@ def setup(model: str, n_opt: int, n_test, seed: int, zoo_json: str = "{}") -> Se
         validate.integer("n_test", n_test, lo=1, hi=9999)
     validate.integer("seed", seed, lo=0)
     spec = models.spec(model)
-    if spec.dataset == "imagenet":
-        raise validate.ParameterError("the SnaPEA sweeps run on CIFAR networks here; alexnet needs an ImageNet "
-                                      "validation folder and is only wired into snapea_layers")
     overrides = json.loads(zoo_json) if spec.origin == "zoo" else {}
     net, _ = models.get_model(model, seed=seed, **overrides)
-    net = quant.fold_batchnorm(net).eval().to(config.device())
-    n_total = len(data.load_arrays(spec.dataset, "test"))
-    o_idx, t_idx = data.calibration_test_split(n_total, n_opt, n_test, seed)
     dev = config.device()
+    net = quant.fold_batchnorm(net).eval().to(dev)
+    opt, test = data.evaluation_split(spec.dataset, spec.normalization, n_opt, n_test, seed)
 
-    def batches(idx):
-        x, y = data.tensors(spec.dataset, "test", spec.normalization, indices=idx)
+    def batches(x, y):
         return [(xb.to(dev), yb.to(dev)) for xb, yb in data.batches(x, y, 250)]
 
-    return Setup(model, net, batches(o_idx), batches(t_idx))
+    return Setup(model, net, batches(*opt), batches(*test))
 
 
 # --------------------------------------------------------------------------- op counts (numba)
@@ -688,15 +683,14 @@ def summarize(acc: pd.DataFrame, layers: pd.DataFrame, lanes: int = 4) -> pd.Dat
 @torch.no_grad()
 def relu_inputs(model: str, n_images: int, seed: int, zoo_json: str = "{}") -> pd.DataFrame:
     """Per ReLU of the network (in forward order): values entering it and the share that is negative,
-    over ``n_images`` CIFAR/MNIST test images (the inputs of Fig. 3.1). Each ReLU is labelled with the
-    layer that feeds it (the last Conv2d/Linear before it)."""
+    over ``n_images`` seeded evaluation images (test split; ImageNet: the validation folder), the
+    inputs of Fig. 3.1. Each ReLU is labelled with the layer that feeds it (the last Conv2d/Linear
+    before it)."""
     spec = models.spec(model)
-    if spec.dataset == "imagenet":
-        raise validate.ParameterError("relu_inputs runs on the CIFAR/MNIST networks here")
     overrides = json.loads(zoo_json) if spec.origin == "zoo" else {}
     net, _ = models.get_model(model, seed=seed, **overrides)
     net = quant.fold_batchnorm(net).eval()
-    x, _ = data.tensors(spec.dataset, "test", spec.normalization, n=n_images, seed=seed)
+    (x, _), _ = data.evaluation_split(spec.dataset, spec.normalization, n_images, 1, seed)
     order, feeder = [], {}
     last = [None]
     counts: dict[str, list] = {}
@@ -757,7 +751,7 @@ PAPER_AREA_MM2 = {"SnaPEA": 18.6, "EYERISS": 17.8}
 
 def validate_sweep(model_names, th_mults, ns, n_opt: int, n_test, n_ops: int, seed: int):
     """Check the parameters of the SnaPEA notebooks without loading a network."""
-    supported = ["cifarquick", "vggf_cifar"] + [f"resnet{d}" for d in (20, 32, 44, 56)]
+    supported = ["cifarquick", "vggf_cifar"] + [f"resnet{d}" for d in (20, 32, 44, 56)] + ["alexnet"]
     names = validate.choices("models", model_names, supported)
     th = [validate.number("th_mults", t, lo=-10.0, hi=10.0) for t in validate.as_list("th_mults", th_mults)]
     n = validate.integers("ns", ns, lo=1, hi=100000)
