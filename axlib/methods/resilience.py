@@ -38,6 +38,7 @@ from torch import nn
 from axlib import config, data, models, quant, sweep, validate
 from axlib.methods import significance as sig
 from axlib.models import stages as stages_mod
+from axlib.models.census import layer_census
 from axlib.nn import noise as noise_mod
 
 BATCH = 500
@@ -195,26 +196,10 @@ def network_info(model: str, n_calib: int, n_test, seed: int, zoo_json: str = "{
             "zoo_test_accuracy": s.info.get("test_accuracy"), "origin": models.spec(model).origin}
 
 
-@torch.no_grad()
 def conv_macs(s: Setup) -> dict[str, int]:
     """MACs per image of every conv and linear layer (one forward pass of one image)."""
-    out = {}
-    mods = {n: m for n, m in s.net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-
-    def hook(name, m, _a, o):
-        if isinstance(m, nn.Conv2d):
-            out[name] = int(o.shape[2] * o.shape[3] * m.out_channels * m.in_channels // m.groups
-                            * m.kernel_size[0] * m.kernel_size[1])
-        else:
-            out[name] = int(m.in_features * m.out_features)
-
-    hooks = [m.register_forward_hook(functools.partial(hook, n)) for n, m in mods.items()]
-    try:
-        s.net(s.test[0][0][:1])
-    finally:
-        for h in hooks:
-            h.remove()
-    return out
+    census = layer_census(s.net, s.test[0][0][:1])
+    return dict(zip(census["layer"], census["macs"].astype(int).tolist()))
 
 
 def layer_table(model: str, n_calib: int, n_test, seed: int, zoo_json: str = "{}") -> pd.DataFrame:

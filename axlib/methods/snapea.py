@@ -35,6 +35,7 @@ from torch import nn
 from axlib import config, data, models, quant, validate
 from axlib.kernels import early_term as et
 from axlib.models import stages as stages_mod
+from axlib.models.census import layer_census
 
 NEG = -1e30   # written into a conv output to force ReLU(out + residual) = 0
 
@@ -510,25 +511,10 @@ def _numba_layer(sl: SnapLayer, cap: dict, cfg: LayerConfig | None) -> tuple[np.
     return et.early_term_conv2d(x, w, b, conv.stride, conv.padding, th=th, n=n, residual=res)
 
 
-@torch.no_grad()
 def layer_shapes(s: Setup) -> pd.DataFrame:
-    """Every Conv2d/Linear of the network: MACs, input and output elements per image, weights."""
-    rows = []
-    mods = {n: m for n, m in s.net.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-
-    def hook(name, m, a, o):
-        macs = (o.shape[2] * o.shape[3] * m.out_channels * m.in_channels // m.groups * m.kernel_size[0]
-                * m.kernel_size[1]) if isinstance(m, nn.Conv2d) else m.in_features * m.out_features
-        rows.append({"layer": name, "kind": type(m).__name__, "macs": int(macs), "in_elems": int(a[0][0].numel()),
-                     "out_elems": int(o[0].numel()), "weights": int(m.weight.numel())})
-
-    hooks = [m.register_forward_hook(functools.partial(hook, n)) for n, m in mods.items()]
-    try:
-        s.net(s.test[0][0][:1])
-    finally:
-        for h in hooks:
-            h.remove()
-    df = pd.DataFrame(rows)
+    """Every Conv2d/Linear of the network: MACs, input and output elements per image, weights
+    (:func:`axlib.models.census.layer_census`), and whether it is a SnaPEA layer."""
+    df = layer_census(s.net, s.test[0][0][:1])
     df["snapea"] = df["layer"].isin([sl.name for sl in s.layers])
     return df
 
