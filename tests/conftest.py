@@ -26,6 +26,21 @@ needs_cifar10 = pytest.mark.skipif(not have("cifar10/cifar10-uint8.npz") and not
 needs_resnet = pytest.mark.skipif(not have("pretrained/resnet20-12fca82f.th"), reason="ResNet-20 weights not in AXLIB_DATA")
 
 
+def randomised_bn(net):
+    """Give every BatchNorm2d of ``net`` non-trivial running statistics and affine parameters (seeded),
+    so that folding it into the convolutions is a real change."""
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return net
+
+
 @pytest.fixture
 def tmp_store(tmp_path, monkeypatch):
     """Private runs/build/cache roots for one test."""

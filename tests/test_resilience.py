@@ -17,24 +17,13 @@ from axlib.models.resnet_cifar import CifarResNet
 from axlib.models.vggf_cifar import VGGfCifar
 from axlib.nn import noise
 from axlib.validate import ParameterError
-
-
-def _randomised_bn(net):
-    """Give every batch norm non-trivial running statistics and affine parameters."""
-    g = torch.Generator().manual_seed(1)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return net
+from tests.conftest import randomised_bn
 
 
 @pytest.fixture(scope="module")
 def vgg_setup():
     torch.manual_seed(0)
-    net = quant.fold_batchnorm(_randomised_bn(VGGfCifar()).eval())
+    net = quant.fold_batchnorm(randomised_bn(VGGfCifar()).eval())
     g = torch.Generator().manual_seed(2)
     x = torch.randn(40, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (40,), generator=g)
@@ -52,7 +41,7 @@ def patched(monkeypatch, vgg_setup):
 def test_vggf_stages_compose_to_forward_folded_and_not():
     torch.manual_seed(0)
     x = torch.randn(3, 3, 32, 32)
-    for net in (_randomised_bn(VGGfCifar()).eval(), quant.fold_batchnorm(_randomised_bn(VGGfCifar()).eval())):
+    for net in (randomised_bn(VGGfCifar()).eval(), quant.fold_batchnorm(randomised_bn(VGGfCifar()).eval())):
         st = stages.model_stages(net)
         assert [n for names, _ in st for n in names] == [n for n, m in net.named_modules()
                                                          if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]

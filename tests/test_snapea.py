@@ -15,23 +15,13 @@ from axlib.models.cifarquick import CifarQuick
 from axlib.models.resnet_cifar import CifarResNet
 from axlib.models.vggf_cifar import VGGfCifar
 from axlib.validate import ParameterError
-
-
-def _randomised_bn(net):
-    g = torch.Generator().manual_seed(1)
-    for m in net.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return net
+from tests.conftest import randomised_bn
 
 
 @pytest.fixture(scope="module")
 def resnet_setup():
     torch.manual_seed(0)
-    net = quant.fold_batchnorm(_randomised_bn(CifarResNet(8)).eval())
+    net = quant.fold_batchnorm(randomised_bn(CifarResNet(8)).eval())
     g = torch.Generator().manual_seed(2)
     x = torch.randn(24, 3, 32, 32, generator=g)
     y = torch.randint(0, 10, (24,), generator=g)
