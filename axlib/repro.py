@@ -300,8 +300,9 @@ def build_book(build: Path, log=print) -> Path:
 def provenance_page(build: Path) -> str:
     lines = ["# Provenance", "",
              "Generated when the book was built: which parameters, code and packages produced each page.", ""]
-    lines += ["| notebook | profile | executed (UTC) | execution (s) | raw run | run wall time (s) | commit |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["| notebook | profile | executed (UTC) | execution (s) | raw run | run wall time (s) | commit | CPU | "
+              "network weights (sha256, first 16) |",
+              "|---|---|---|---|---|---|---|---|---|"]
     versions = {}
     for nb in discover():
         meta = executed_metadata(nb.executed(build)) or {}
@@ -312,9 +313,19 @@ def provenance_page(build: Path) -> str:
         versions = run_meta.get("versions", versions)
         commit = (run_meta.get("git") or {}).get("commit", "")[:10]
         run_cell = f"`{run.path.relative_to(paths.runs_root())}`" if run else "—"
+        weights = ", ".join(f"{m} `{d['weights_sha256_16']}`" for m, d in (run_meta.get("models") or {}).items())
+        cpu = (run_meta.get("host") or {}).get("cpu_model", "—")
         lines.append(f"| {nb.id} | {meta.get('profile', '—')} | {meta.get('executed_utc', '—')} | "
-                     f"{meta.get('duration_s', '—')} | {run_cell} | {run_meta.get('wall_time_s', '—')} | {commit} |")
-    lines += ["", "## Package versions (from the newest raw run)", "", "| package | version |", "|---|---|"]
+                     f"{meta.get('duration_s', '—')} | {run_cell} | {run_meta.get('wall_time_s', '—')} | {commit} | "
+                     f"{cpu} | {weights or '—'} |")
+    lines += ["", "Networks of the model zoo are trained on first use. Float training is not bit-reproducible across "
+              "CPU types (the math libraries choose other kernels and round differently, and training trajectories "
+              "part), so on another machine a zoo network can come out with other weights at about the same accuracy, "
+              "and a recomputed run then differs from the stored one. Runs record the digest of the weights they used "
+              "(column above; runs stored before this was recorded show —) and the test accuracy of every zoo network "
+              "sits in their `networks` tables. Runs that use no trained network (kernels, Bloom filters, image "
+              "kernels, pretrained ResNets) recompute bit for bit.",
+              "", "## Package versions (from the newest raw run)", "", "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(versions.items())]
     lines += ["", f"Book built {datetime.now(UTC).isoformat(timespec='seconds')} with Python "
               f"{sys.version.split()[0]} on {os.cpu_count()} CPU(s).", ""]

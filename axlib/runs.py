@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from axlib import paths, validate
+from axlib import paths, provenance, validate
 
 PROFILES = ("smoke", "default", "paper")
 META = "meta.json"
@@ -119,6 +119,7 @@ def create(notebook: str, params: Mapping, profile: str, seed: int):
             "wall_time_s": round(time.perf_counter() - t0, 3),
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "git": git_state(), "versions": package_versions(), "host": host_info(),
+            **({"models": provenance.models_used()} if provenance.models_used() else {}),
             **writer.extra_meta,
         }
         (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
@@ -170,6 +171,15 @@ def package_versions() -> dict:
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
 def host_info() -> dict:
     return {"node": platform.node(), "machine": platform.machine(), "system": platform.system(),
-            "cpus": os.cpu_count(), "device": os.environ.get("DEVICE", "auto")}
+            "cpus": os.cpu_count(), "cpu_model": cpu_model(), "device": os.environ.get("DEVICE", "auto")}

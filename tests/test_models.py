@@ -46,6 +46,10 @@ def test_pretrained_resnet20_loads_and_classifies():
     assert info["stored_top1_pct"] == pytest.approx(91.78, abs=0.01)
     x, y = data.tensors("cifar10", "test", "imagenet_meanstd", n=1000, seed=0)
     assert models.accuracy(m, x, y) > 0.88
+    from axlib import provenance
+
+    used = provenance.models_used()["resnet20"]
+    assert used["origin"] == "pretrained" and used["weights_sha256_16"] == provenance.weights_digest(m.state_dict())
 
 
 @needs_mnist

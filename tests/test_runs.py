@@ -30,6 +30,27 @@ def test_create_writes_tables_and_provenance(tmp_store):
     for key in ("params", "seed", "git", "versions", "host", "wall_time_s", "tables", "profile", "notebook"):
         assert key in meta
     assert meta["seed"] == 5 and meta["tables"]["acc"]["rows"] == 3
+    assert meta["host"]["cpu_model"]
+
+
+def test_runs_record_the_weights_of_the_networks_they_loaded(tmp_store):
+    import torch
+
+    from axlib import provenance
+    from axlib.models.lenet import LeNet5Caffe
+
+    torch.manual_seed(0)
+    net = LeNet5Caffe()
+    provenance.record_model("lenet5-test", net, origin="zoo", test_accuracy=0.5)
+    with runs.create(NB, {"a": 2}, "smoke", seed=0) as w:
+        w.save("acc", table())
+    meta = runs.load(NB, {"a": 2}, "smoke").meta
+    digest = meta["models"]["lenet5-test"]["weights_sha256_16"]
+    assert len(digest) == 16 and meta["models"]["lenet5-test"]["test_accuracy"] == 0.5
+    assert provenance.weights_digest(net.state_dict()) == digest
+    with torch.no_grad():
+        net.conv1.weight[0, 0, 0, 0] += 1e-6   # one weight, one ulp-scale change: another digest
+    assert provenance.weights_digest(net.state_dict()) != digest
 
 
 def test_crash_during_compute_leaves_nothing(tmp_store):

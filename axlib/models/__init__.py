@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from axlib import validate
+from axlib import provenance, validate
 from axlib.models.cifarquick import CifarQuick
 from axlib.models.lenet import LeNet5Caffe
 from axlib.models.resnet_cifar import CifarResNet
@@ -74,19 +74,24 @@ def get_model(name: str, seed: int = 0, progress: bool = True, **recipe_override
     s = spec(name)
     if s.origin == "zoo":
         recipe = with_overrides(s.recipe, **recipe_overrides)
-        return train_or_load(name, s.build, s.dataset, s.normalization, recipe, seed, progress)
+        model, info = train_or_load(name, s.build, s.dataset, s.normalization, recipe, seed, progress)
+        provenance.record_model(name, model, origin="zoo", seed=seed, test_accuracy=info.get("test_accuracy"),
+                                recipe=info.get("recipe"))
+        return model, info
+    model = s.build()
     if s.origin == "pretrained":
         from axlib.models.pretrained import load_cifar_resnet_state
 
-        model = s.build()
         state, stored_acc = load_cifar_resnet_state(int(name.removeprefix("resnet")))
-        model.load_state_dict(state)
-        return model.eval(), {"name": name, "origin": "pretrained", "stored_top1_pct": stored_acc}
-    from axlib.models.pretrained import load_alexnet_state
+        info = {"name": name, "origin": "pretrained", "stored_top1_pct": stored_acc}
+    else:
+        from axlib.models.pretrained import load_alexnet_state
 
-    model = s.build()
-    model.load_state_dict(load_alexnet_state())
-    return model.eval(), {"name": name, "origin": "torchvision"}
+        state = load_alexnet_state()
+        info = {"name": name, "origin": "torchvision"}
+    model.load_state_dict(state)
+    provenance.record_model(name, model, origin=info["origin"], stored_top1_pct=info.get("stored_top1_pct"))
+    return model.eval(), info
 
 
 __all__ = ["MODELS", "ModelSpec", "Recipe", "accuracy", "get_model", "spec"]
