@@ -318,13 +318,15 @@ def provenance_page(build: Path) -> str:
         lines.append(f"| {nb.id} | {meta.get('profile', '—')} | {meta.get('executed_utc', '—')} | "
                      f"{meta.get('duration_s', '—')} | {run_cell} | {run_meta.get('wall_time_s', '—')} | {commit} | "
                      f"{cpu} | {weights or '—'} |")
-    lines += ["", "Networks of the model zoo are trained on first use. Float training is not bit-reproducible across "
-              "CPU types (the math libraries choose other kernels and round differently, and training trajectories "
-              "part), so on another machine a zoo network can come out with other weights at about the same accuracy, "
-              "and a recomputed run then differs from the stored one. Runs record the digest of the weights they used "
-              "(column above; runs stored before this was recorded show —) and the test accuracy of every zoo network "
-              "sits in their `networks` tables. Runs that use no trained network (kernels, Bloom filters, image "
-              "kernels, pretrained ResNets) recompute bit for bit.",
+    lines += ["", "Same seed and parameters give the same raw run on the same kind of machine. Across CPU types, float32 "
+              "results differ in their last bits (the math libraries pick kernels of other vector widths, which sum "
+              "in another order): inference with a pretrained network moves by about 1e-7 relative, and a window or an "
+              "image on a knife edge may flip. Training amplifies such differences, so a zoo network trained on first "
+              "use on another machine gets other weights at about the same accuracy, and runs that use it differ "
+              "visibly from the stored ones. Runs record the digest of the weights they used and the CPU (columns "
+              "above; runs stored before these were recorded show —); the `networks` table of each run holds the "
+              "test accuracy of its zoo networks. Runs without float networks (Bloom filters, image kernels on "
+              "their own inputs, integer kernels) recompute bit for bit on any machine.",
               "", "## Package versions (from the newest raw run)", "", "| package | version |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(versions.items())]
     lines += ["", f"Book built {datetime.now(UTC).isoformat(timespec='seconds')} with Python "
