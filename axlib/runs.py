@@ -113,13 +113,14 @@ def create(notebook: str, params: Mapping, profile: str, seed: int):
         yield writer
         if not writer.tables:
             raise RuntimeError(f"run {notebook} saved no table")
+        used = provenance.models_used()
         meta = {
             "notebook": notebook, "profile": profile, "key": final.name.split("-", 1)[1],
             "params": dict(params), "seed": seed, "tables": writer.tables,
             "wall_time_s": round(time.perf_counter() - t0, 3),
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "git": git_state(), "versions": package_versions(), "host": host_info(),
-            **({"models": provenance.models_used()} if provenance.models_used() else {}),
+            **({"models": used} if used else {}),
             **writer.extra_meta,
         }
         (tmp / META).write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")

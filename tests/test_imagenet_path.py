@@ -14,6 +14,7 @@ import torch
 from axlib import data, models
 from axlib.methods import resilience as res
 from axlib.methods import snapea
+from axlib.validate import ParameterError
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_evaluation_split_is_disjoint_seeded_and_224_pixels(fake_imagenet):
     assert torch.equal(x1, x1b)
     (x1c, _), _ = data.evaluation_split("imagenet", "imagenet_meanstd", 5, 4, seed=4)
     assert not torch.equal(x1, x1c)
-    with pytest.raises(Exception, match="imagenet_meanstd"):
+    with pytest.raises(ParameterError, match="imagenet_meanstd"):
         data.evaluation_split("imagenet", "cifar_meanstd", 5, 4, seed=3)
 
 
