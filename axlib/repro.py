@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -37,6 +39,18 @@ from axlib.validate import ParameterError
 
 class ReproError(RuntimeError):
     """A notebook failed or the book did not build; the message says which and why."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """The user interrupted a notebook (SIGINT/SIGTERM); nothing of it was stored."""
+
+    def __init__(self, nb_id: str):
+        super().__init__(nb_id)
+        self.nb_id = nb_id
+
+
+#: Set by the SIGINT/SIGTERM handler of :func:`main`: a kernel that dies afterwards was interrupted.
+_INTERRUPTED: list[int] = []
 
 
 # --------------------------------------------------------------------------- notebooks
@@ -105,27 +119,61 @@ def load_profiles() -> dict:
     return yaml.safe_load(f.read_text()) or {} if f.exists() else {}
 
 
-def parse_overrides(text: str | None) -> dict:
-    """``"bits=[4,6,8] models=[lenet5]"`` -> ``{"bits": [4, 6, 8], "models": ["lenet5"]}`` (YAML values)."""
-    if not text or not text.strip():
-        return {}
-    out, depth, start = {}, 0, 0
-    items = []
-    for i, ch in enumerate(text + " "):
-        depth += ch in "[{(" and 1 or 0
-        depth -= ch in "]})" and 1 or 0
-        if ch.isspace() and depth == 0:
+OPENERS, CLOSERS = "[{(", "]})"
+
+
+def split_overrides(text: str) -> list[str]:
+    """Split ``text`` at whitespace outside brackets and quotes; unbalanced brackets or quotes are errors."""
+    items, stack, quote, start = [], [], None, 0
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS:
+            if not stack or OPENERS.index(stack.pop()) != CLOSERS.index(ch):
+                raise ParameterError(f"P: unbalanced {ch!r} in {text[start:i + 1].strip()!r} (values are YAML, "
+                                     f"e.g. P=\"bits=[4,6,8] models=[lenet5]\")")
+        elif ch.isspace() and not stack:
             if text[start:i].strip():
                 items.append(text[start:i].strip())
             start = i + 1
-    for item in items:
-        if "=" not in item:
+    if quote or stack:
+        what = f"quote {quote}" if quote else f"{stack[-1]!r}"
+        raise ParameterError(f"P: unclosed {what} in {text[start:].strip()!r} (values are YAML, "
+                             f"e.g. P=\"bits=[4,6,8] models=[lenet5]\")")
+    if text[start:].strip():
+        items.append(text[start:].strip())
+    return items
+
+
+def parse_overrides(text: str | None) -> dict:
+    """``"bits=[4,6,8] models=[lenet5]"`` -> ``{"bits": [4, 6, 8], "models": ["lenet5"]}`` (YAML values).
+
+    Every item must be ``name=value`` with an identifier name and a value that parses as YAML
+    (``null`` for None); anything else, a repeated name or unbalanced brackets/quotes is a
+    ParameterError naming the item. Nothing is ever dropped silently.
+    """
+    if not text or not text.strip():
+        return {}
+    out = {}
+    for item in split_overrides(text):
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
             raise ParameterError(f"P: {item!r} is not of the form name=value (e.g. P=\"bits=[4,6,8]\")")
-        key, value = item.split("=", 1)
+        if not value.strip():
+            raise ParameterError(f"P: {key}= has no value; write a YAML value (null for None), e.g. {key}=null")
+        if key in out:
+            raise ParameterError(f"P: parameter {key} is given twice")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise ParameterError(f"P: value of {key!r} is not valid YAML: {value!r} ({exc})") from exc
+            problem = str(exc).splitlines()[0]
+            raise ParameterError(f"P: value of {key} is not valid YAML: {value!r} ({problem})") from None
     return out
 
 
@@ -134,6 +182,8 @@ def effective_params(nb: Notebook, profile: str, overrides: dict | None = None) 
     from axlib import validate
 
     validate.choice("PROFILE", profile, runs.PROFILES)
+    if "profile" in (overrides or {}):
+        raise ParameterError("P: profile is not a parameter override; choose it with PROFILE=... or --profile")
     defaults = parameter_defaults(nb)
     params = dict(defaults)
     for source, values in (("notebooks/profiles.yml", (load_profiles().get(nb.id) or {}).get(profile) or {}),
@@ -184,6 +234,27 @@ def is_current(nb: Notebook, params: dict, build: Path) -> bool:
     return bool(meta) and meta.get("params") == params and meta.get("source_sha256") == _sha256(nb.source)
 
 
+@contextlib.contextmanager
+def kernel_stderr_to(log: Path):
+    """Send file descriptor 2 to ``log`` while a kernel is started and runs.
+
+    The kernel process inherits it: its start-up warnings and the tracebacks it prints when it is
+    shut down after an interrupt go to the log instead of the terminal (cell outputs, errors
+    included, are still captured in the executed notebook).
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "wb") as f:
+            os.dup2(f.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def execute(nb: Notebook, params: dict, build: Path, log=print) -> Path:
     """Execute ``nb`` with ``params`` through papermill into ``<build>/executed``."""
     import nbformat
@@ -194,18 +265,30 @@ def execute(nb: Notebook, params: dict, build: Path, log=print) -> Path:
     src_ipynb.parent.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(read_notebook(nb), src_ipynb)
-    tmp_out = out.with_name(f".{out.stem}.running.ipynb")
+    tmp_out = out.with_name(f".{out.stem}.{os.getpid()}-{time.monotonic_ns()}.running.ipynb")  # per process
     env_before = os.environ.get("AXLIB_BUILD")
     os.environ["AXLIB_BUILD"] = str(build)  # the kernel records its claims under this build
     t0 = time.perf_counter()
     log(f"[repro] executing {nb.id} (profile={params['profile']})")
+    kernel_log = build / "logs" / out.relative_to(build / "executed").with_suffix(".kernel.log")
     try:
-        papermill.execute_notebook(str(src_ipynb), str(tmp_out), parameters=params, kernel_name="python3",
-                                   cwd=str(nb.source.parent), progress_bar=False, log_output=False)
+        with kernel_stderr_to(kernel_log):
+            papermill.execute_notebook(str(src_ipynb), str(tmp_out), parameters=params, kernel_name="python3",
+                                       cwd=str(nb.source.parent), progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as exc:
         failed = out.with_name(f"{out.stem}.failed.ipynb")
         os.replace(tmp_out, failed)
         raise ReproError(f"{nb.id} failed: {exc.ename}: {exc.evalue}\n(executed notebook kept at {failed})") from None
+    except KeyboardInterrupt:
+        tmp_out.unlink(missing_ok=True)
+        raise Interrupted(nb.id) from None
+    except Exception as exc:  # the kernel died (DeadKernelError after a signal), a timeout, ...
+        tmp_out.unlink(missing_ok=True)
+        if _INTERRUPTED:
+            raise Interrupted(nb.id) from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ReproError(f"{nb.id} failed: {type(exc).__name__}: {first_line} "
+                         f"(the kernel stopped; no raw run was stored; kernel log: {kernel_log})") from None
     finally:
         if env_before is None:
             os.environ.pop("AXLIB_BUILD", None)
@@ -368,6 +451,9 @@ def _selected(nb_ids: list[str] | None) -> list[Notebook]:
 
 def cmd_run(args) -> int:
     build = paths.build_root()
+    if not args.nb and not args.all:
+        raise ParameterError("run: name the notebooks with --nb <paper>/<id> (repeatable), or pass --all to run every "
+                             f"notebook; available: {[n.id for n in discover()]}")
     overrides = parse_overrides(args.set)
     selected = _selected(args.nb)
     plans = [(nb, effective_params(nb, args.profile, overrides)) for nb in selected]  # validate all first
@@ -413,31 +499,77 @@ def cmd_list(args) -> int:
     return 0
 
 
+ENVIRONMENT_HELP = """\
+environment variables:
+  PROFILE                 smoke | default | paper (default: default); --profile overrides it
+  P                       default of --set (the Makefile's P="...")
+  AXLIB_DATA              datasets, pretrained weights and multiplier tables (default data/datasets)
+  AXLIB_OFFLINE=1         never download; a missing file is an error naming it
+  AXLIB_FORCE=1           recompute raw runs and sweep points even when stored
+  AXLIB_RUNS              raw-run store (default data/runs)
+  AXLIB_CACHE             caches: trained models, decoded datasets, sweep points (default data/)
+  AXLIB_BUILD             executed notebooks and the book (default _build)
+  AXLIB_WORKERS           local processes for sweeps (default 1)
+  AXLIB_THREADS           torch threads (default: all cores)
+  AXLIB_APPROX_PATH       auto | lut | lowrank: kernel for approximate-multiplier layers
+  AXLIB_PROGRESS_INTERVAL seconds between progress-bar updates (default 2)
+  DEVICE                  auto | cpu | cuda
+  DASK_SCHEDULER_ADDRESS  tcp://host:8786: run sweep points on that Dask cluster
+
+Overrides (--set, P) are name=value items separated by spaces; values are YAML:
+  --set "bits=[4,6,8] models=[lenet5] n_test=null"
+"""
+
+
+def _on_signal(signum, frame):
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m axlib.repro", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m axlib.repro", description=__doc__.split("\n\n")[0],
+                                 epilog=ENVIRONMENT_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     default_profile = os.environ.get("PROFILE") or "default"
-    p = sub.add_parser("run", help="execute notebooks (all, or --nb ...)")
-    p.add_argument("--nb", action="append", help="notebook id, e.g. moons2016/fig02 (repeatable)")
-    p.add_argument("--set", default=os.environ.get("P", ""), help='overrides, e.g. "bits=[4,6,8]"')
-    p.add_argument("--profile", default=default_profile)
+    profile_help = f"parameter set, one of {', '.join(runs.PROFILES)} (default: $PROFILE or default)"
+
+    def subparser(name, help_text):
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=ENVIRONMENT_HELP,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = subparser("run", "execute notebooks: --nb ... (repeatable), or --all")
+    p.add_argument("--nb", action="append", help="notebook id, e.g. moons2016/fig02 (repeatable; see `list`)")
+    p.add_argument("--all", action="store_true", help="execute every notebook (needed when no --nb is given)")
+    p.add_argument("--set", default=os.environ.get("P", ""),
+                   help='parameter overrides, name=value with YAML values, e.g. "bits=[4,6,8] models=[lenet5]"')
+    p.add_argument("--profile", default=default_profile, choices=runs.PROFILES, help=profile_help)
     p.add_argument("--book", action="store_true", help="build the book afterwards")
     p.set_defaults(func=cmd_run)
-    p = sub.add_parser("book", help="execute missing/stale notebooks and build the book")
-    p.add_argument("--profile", default=default_profile)
+    p = subparser("book", "execute missing/stale notebooks and build the book")
+    p.add_argument("--profile", default=default_profile, choices=runs.PROFILES, help=profile_help)
     p.add_argument("--all", action="store_true", help="re-execute every notebook")
     p.set_defaults(func=cmd_book)
-    p = sub.add_parser("check-runs", help="every notebook has its stored raw run for the profile")
-    p.add_argument("--profile", default="default")
+    p = subparser("check-runs", "every notebook has its stored raw run for the profile (computes nothing)")
+    p.add_argument("--profile", default="default", choices=runs.PROFILES, help=profile_help)
     p.set_defaults(func=cmd_check_runs)
-    p = sub.add_parser("list", help="list notebooks and their parameters")
+    p = subparser("list", "list notebooks and their parameters")
     p.set_defaults(func=cmd_list)
     args = ap.parse_args(argv)
+    previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return args.func(args)
-    except (ParameterError, ReproError) as exc:
+    except (ParameterError, ReproError, runs.CorruptRunError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        what = exc.nb_id if isinstance(exc, Interrupted) else "axlib.repro"
+        print(f"interrupted: {what}; nothing stored for it (finished sweep points stay cached and are reused)",
+              file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _INTERRUPTED.clear()
 
 
 if __name__ == "__main__":
