@@ -6,7 +6,9 @@ and the products are summed exactly in int64. Signed 8-bit tables use offset ind
 unsigned tables use offset 0.
 
 ``lut_gemm`` / ``lut_conv2d`` are the fast numba kernels; ``reference_gemm`` / ``reference_conv2d`` are
-plain NumPy implementations with identical results, used to test them.
+plain NumPy implementations with identical results, used to test them. Every kernel checks its inputs
+with the shared helpers of :mod:`axlib.kernels.checks` (integer codes, table ranges, finite values, shapes,
+stride and padding) before any work.
 """
 
 from axlib.kernels.lut_gemm import lut_conv2d, lut_gemm

@@ -120,7 +120,12 @@ def h3_coefficients(m: int, k: int, key_bytes: int, seed=0) -> np.ndarray:
 
 def h3_tables(coefficients: np.ndarray) -> np.ndarray:
     """Per-byte tables, shape (k, key_bytes, 256): ``t[h, b, v]`` = XOR of ``coefficients[h, 8b + j]`` over set bits j of v."""
-    coefficients = np.asarray(coefficients, dtype=np.uint32)
+    c = np.asarray(coefficients)
+    if c.dtype.kind not in "iu" or c.ndim != 2:
+        raise ParameterError(f"coefficients must be a 2-D integer array (k, 8*key_bytes), got {c.dtype} {c.shape}")
+    if c.size and (int(c.min()) < 0 or int(c.max()) >= 2**32):
+        raise ParameterError(f"coefficients must lie in [0, 2^32) (bit addresses), got [{int(c.min())}, {int(c.max())}]")
+    coefficients = c.astype(np.uint32)
     k, nbits = coefficients.shape
     if nbits % 8:
         raise ParameterError(f"coefficients must have 8*key_bytes columns, got {nbits}")

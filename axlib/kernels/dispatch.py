@@ -6,7 +6,9 @@ Two paths give bit-identical integer results (both are tested against ``kernels.
   to the host and back, and that transfer is part of its measured time);
 - ``"lowrank"``: the exact low-rank identity (:mod:`axlib.kernels.lowrank`), plain torch ops on the
   tensors' own device, available only when the table's error matrix factors exactly at rank
-  ``<= MAX_RANK`` and the factorisation stays exact for the layer's dot-product length.
+  ``<= MAX_RANK`` and the float64 result is provably exact for the layer's dot-product length K
+  (:meth:`~axlib.kernels.lowrank.LowRankTable.exactness_problem`: table entries and ``|operand| x K``
+  well below 2^53, rounding error below 0.5); otherwise ``"auto"`` uses the LUT kernel.
 
 With ``path="auto"`` the first call for a given (table, input shape, weight shape, stride, padding,
 groups, device) runs both paths — once to warm up (the two outputs are compared and a mismatch
@@ -28,6 +30,7 @@ import pandas as pd
 import torch
 
 from axlib import validate
+from axlib.kernels import checks
 from axlib.kernels.lowrank import LowRankTable, factorize, lowrank_conv2d
 from axlib.kernels.lut_gemm import lut_conv2d
 
@@ -42,14 +45,24 @@ class PreparedTable:
     """A product table with its offsets, a content digest and its (lazy) exact factorisation."""
 
     def __init__(self, table: np.ndarray, a_offset: int = 0, w_offset: int = 0, name: str = "table"):
-        self.table = np.ascontiguousarray(table, dtype=np.int64)
-        self.a_offset, self.w_offset, self.name = int(a_offset), int(w_offset), name
+        self.table = np.ascontiguousarray(checks.check_lut(table), dtype=np.int64)
+        self.a_offset, self.w_offset = checks.int_param("a_offset", a_offset), checks.int_param("w_offset", w_offset)
+        self.name = name
         self.digest = hashlib.blake2b(self.table.tobytes() + f"{self.a_offset},{self.w_offset}".encode(),
                                       digest_size=8).hexdigest()
 
     @functools.cached_property
+    def _factorisation(self) -> tuple[LowRankTable | None, str | None]:
+        """``(factorisation, None)``, or ``(None, why there is none)``."""
+        try:
+            lr = factorize(self.table, self.a_offset, self.w_offset, max_rank=MAX_RANK)
+        except ValueError as e:  # entries beyond float64's exact integers
+            return None, str(e)
+        return lr, None if lr is not None else f"error matrix has no exact factorisation of rank <= {MAX_RANK}"
+
+    @property
     def lowrank(self) -> LowRankTable | None:
-        return factorize(self.table, self.a_offset, self.w_offset, max_rank=MAX_RANK)
+        return self._factorisation[0]
 
 
 @dataclass(frozen=True)
@@ -85,10 +98,6 @@ def clear() -> None:
     _DECISIONS.clear()
 
 
-def _pair(v) -> tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(int(t) for t in v)
-
-
 def run_lut(x: torch.Tensor, w: torch.Tensor, pt: PreparedTable, stride, padding, groups) -> torch.Tensor:
     out = lut_conv2d(x.detach().to("cpu", torch.int64).numpy(), w.detach().to("cpu", torch.int64).numpy(), pt.table,
                      stride, padding, groups, pt.a_offset, pt.w_offset)
@@ -111,11 +120,11 @@ def _timed(fn, device: torch.device) -> tuple[torch.Tensor, float]:
 
 def lowrank_unavailable(pt: PreparedTable, k: int) -> str | None:
     """Why the low-rank path cannot serve a layer with dot-product length ``k`` (None if it can)."""
-    if pt.lowrank is None:
-        return f"error matrix has no exact factorisation of rank <= {MAX_RANK}"
-    if not pt.lowrank.exact_for(k):
-        return f"factorisation error {pt.lowrank.max_dev:.2g} x K={k} could round wrongly"
-    return None
+    lr, why_not = pt._factorisation
+    if lr is None:
+        return why_not
+    why_not = lr.exactness_problem(k)
+    return None if why_not is None else f"not exact for K={k}: {why_not}"
 
 
 def conv2d(x: torch.Tensor, w: torch.Tensor, pt: PreparedTable, stride=1, padding=0, groups: int = 1,
@@ -125,9 +134,13 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, pt: PreparedTable, stride=1, paddin
 
     ``path``: ``"lut"``, ``"lowrank"`` (error if unavailable for this table/layer) or ``"auto"``
     (default: ``AXLIB_APPROX_PATH``), which measures both on first use per key as described above.
+    Inputs are checked once for every path (:func:`axlib.kernels.checks.check_conv_operands`): float codes
+    are refused, not truncated, and codes outside the table raise instead of wrapping.
     """
     path = default_path() if path is None else validate.choice("path", path, PATHS)
-    stride, padding = _pair(stride), _pair(padding)
+    x, w, stride, padding, groups, _, _, _ = checks.check_conv_operands(
+        x, w, pt.table.shape, stride, padding, groups, pt.a_offset, pt.w_offset, tensors=True)
+    x, w = torch.as_tensor(x), torch.as_tensor(w)
     k = w.shape[1] * w.shape[2] * w.shape[3]
     if path == "lut":
         return run_lut(x, w, pt, stride, padding, groups)
@@ -160,5 +173,10 @@ def conv2d(x: torch.Tensor, w: torch.Tensor, pt: PreparedTable, stride=1, paddin
 
 
 def linear(x: torch.Tensor, w: torch.Tensor, pt: PreparedTable, path: str | None = None) -> torch.Tensor:
-    """Integer approximate GEMM ``out[n, o] = Σ_k T[x[n, k], w[o, k]]`` (``w`` as ``nn.Linear.weight``)."""
+    """Integer approximate GEMM ``out[n, o] = Σ_k T[x[n, k], w[o, k]]`` of integer codes ``x`` (N, K) and ``w``
+    (O, K) (as ``nn.Linear.weight``); int64 (N, O)."""
+    x, w = checks.int_array("x", x, 2, tensors=True), checks.int_array("w", w, 2, tensors=True)
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"shape mismatch: x is {tuple(x.shape)} (N, K) but w is {tuple(w.shape)} (O, K); K must agree")
+    x, w = torch.as_tensor(x), torch.as_tensor(w)
     return conv2d(x[:, :, None, None], w[:, :, None, None], pt, path=path)[:, :, 0, 0]

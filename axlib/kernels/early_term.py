@@ -30,6 +30,7 @@ import numpy as np
 
 from axlib import validate
 from axlib.config import NUMBA_PARALLEL_FLAGS
+from axlib.kernels import checks
 
 
 @dataclass(frozen=True)
@@ -53,16 +54,31 @@ def speculation_indices(w_flat: np.ndarray, n: int) -> np.ndarray:
     return np.asarray(picks, dtype=np.int64)
 
 
+def _n_spec(n, o_count: int, k: int) -> np.ndarray:
+    """Speculation group counts as (O,) int64: integers (integral floats accepted, 2.7 is not truncated)
+    in [0, K], a scalar or one per kernel."""
+    arr = np.asarray(n)
+    if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr)))):
+        bad = arr.tolist() if arr.size <= 8 else f"{arr.size} values"
+        raise validate.ParameterError(f"parameter n (speculation groups) must be integers in [0, {k}], got {bad}")
+    if arr.ndim and arr.shape != (o_count,):
+        raise validate.ParameterError(f"parameter n (speculation groups) must be a scalar or have shape ({o_count},) "
+                                      f"(one per kernel), got shape {arr.shape}")
+    arr = np.broadcast_to(arr.astype(np.int64), (o_count,)).copy()
+    if o_count and (arr.min() < 0 or arr.max() > k):
+        bad = sorted(set(arr.tolist()))
+        raise validate.ParameterError(f"parameter n (speculation groups) must lie in [0, {k}], got {bad}")
+    return arr
+
+
 def reorder(w: np.ndarray, n_spec) -> Reordering:
     """Execution order of each kernel of ``w`` (O, C, kh, kw) for speculation group counts ``n_spec``
     (int or (O,) ints, each in ``[0, K]``)."""
+    w = checks.real_array("w", w, ndim=4)
     o_count = w.shape[0]
-    flat = np.asarray(w, dtype=np.float64).reshape(o_count, -1)
+    flat = w.reshape(o_count, -1)
     k = flat.shape[1]
-    n_spec = np.broadcast_to(np.asarray(n_spec, dtype=np.int64), (o_count,)).copy()
-    if n_spec.min() < 0 or n_spec.max() > k:
-        bad = sorted(set(n_spec.tolist()))
-        raise validate.ParameterError(f"parameter n (speculation groups) must lie in [0, {k}], got {bad}")
+    n_spec = _n_spec(n_spec, o_count, k)
     order = np.empty((o_count, k), dtype=np.int64)
     neg_start = np.empty(o_count, dtype=np.int64)
     for o in range(o_count):
@@ -110,11 +126,37 @@ def _early_term(xp, wr, cc, pp, qq, n_spec, neg_start, th, base, sh, sw, out, op
                 ops[n, o, i, j] = done
 
 
-def _check(x: np.ndarray, w: np.ndarray) -> None:
-    if x.ndim != 4 or w.ndim != 4 or x.shape[1] != w.shape[1]:
-        raise ValueError(f"expected x (N, C, H, W) and w (O, C, kh, kw) with equal C; got {x.shape} and {w.shape}")
+def check_inputs(x, w, bias, stride, padding, th, n, residual, reordering: Reordering | None = None):
+    """Validated SnaPEA inputs, shared by the kernel and its reference: ``(x, w, bias, (sh, sw), (ph, pw),
+    (Ho, Wo), th, reordering)`` with finite float64 arrays (NaN/inf refused), ``x >= 0``, ``bias`` (O,) or None,
+    ``residual`` (N, O, Ho, Wo) or None, ``th`` (O,), stride >= 1, padding >= 0, groups 1."""
+    x = checks.real_array("x", x, ndim=4)
+    w = checks.real_array("w", w, ndim=4)
+    stride, padding, _, (ho, wo) = checks.conv_geometry(x.shape, w.shape, stride, padding)
     if x.size and x.min() < 0:
         raise ValueError(f"early termination needs non-negative inputs (post-ReLU activations); min input is {x.min()}")
+    o_count, k = w.shape[0], w[0].size
+    if bias is not None:
+        bias = checks.real_array("bias", bias, shape=(o_count,))
+    if residual is not None:
+        residual = checks.real_array("residual", residual, shape=(x.shape[0], o_count, ho, wo))
+    th = checks.real_array("th", th)
+    if th.ndim and th.shape != (o_count,):
+        raise ValueError(f"th must be a scalar or have shape ({o_count},) (one threshold per kernel), got shape {th.shape}")
+    th = np.broadcast_to(th, (o_count,)).copy()
+    if reordering is None:
+        reordering = reorder(w, n)
+    else:
+        r = reordering
+        if r.order.shape != (o_count, k) or r.n_spec.shape != (o_count,) or r.neg_start.shape != (o_count,):
+            raise ValueError(f"reordering does not fit w {w.shape}: order {r.order.shape} (expected {(o_count, k)}), "
+                             f"n_spec {r.n_spec.shape}, neg_start {r.neg_start.shape} (expected {(o_count,)})")
+        if r.order.size and (r.order.min() < 0 or r.order.max() >= k):
+            raise ValueError(f"reordering.order must hold flat weight indices in [0, {k}), got "
+                             f"[{r.order.min()}, {r.order.max()}]")
+        if not np.array_equal(r.n_spec, _n_spec(n, o_count, k)):
+            raise ValueError(f"reordering was computed for n={r.n_spec.tolist()} but n={n!r}; pass the same n")
+    return x, w, bias, stride, padding, (ho, wo), th, reordering
 
 
 def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residual=None,
@@ -122,36 +164,35 @@ def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residua
     """SnaPEA convolution followed by ReLU.
 
     Args:
-        x: non-negative inputs (N, C, H, W); integer or float (computed in float64).
-        w: weights (O, C, kh, kw), batch norm folded in; ``bias``: (O,) or None.
-        stride, padding: int or (h, w) pair.
-        th: threshold(s) ``Th`` (scalar or (O,)); ``n``: speculation group count(s) ``N`` (0 = exact).
+        x: non-negative finite inputs (N, C, H, W); integer or float (computed in float64).
+        w: finite weights (O, C, kh, kw), batch norm folded in; ``bias``: (O,) or None.
+        stride, padding: int or (h, w) pair; stride >= 1, padding >= 0.
+        th: finite threshold(s) ``Th`` (scalar or (O,)); ``n``: speculation group count(s) ``N`` (0 = exact),
+            integers in [0, K].
         residual: (N, O, Ho, Wo) added to the accumulator's initial value, or None.
         reordering: a precomputed :func:`reorder` of ``w`` for ``n`` (skips recomputing it).
 
     Returns:
         ``(out, ops)``: post-ReLU outputs (N, O, Ho, Wo) float64 and MACs per window (int32, Eq. 3.1).
+
+    Raises:
+        ValueError (ParameterError for ``n``) naming the argument, its value and what is allowed
+        (:func:`check_inputs`).
     """
-    x = np.asarray(x)
-    w = np.asarray(w)
-    _check(x, w)
-    sh, sw = (stride, stride) if isinstance(stride, int) else tuple(stride)
-    ph, pw = (padding, padding) if isinstance(padding, int) else tuple(padding)
+    x, w, bias, (sh, sw), (ph, pw), (ho, wo), th_arr, r = check_inputs(x, w, bias, stride, padding, th, n, residual,
+                                                                        reordering)
     o_count, c, kh, kw = w.shape
-    n_batch, _, h, wd = x.shape
-    ho, wo = (h + 2 * ph - kh) // sh + 1, (wd + 2 * pw - kw) // sw + 1
-    r = reordering if reordering is not None else reorder(w, n)
-    flat = w.reshape(o_count, -1).astype(np.float64)
+    n_batch = x.shape[0]
+    flat = w.reshape(o_count, -1)
     wr = np.take_along_axis(flat, r.order, axis=1)
     cc, rem = np.divmod(r.order, kh * kw)
     pp, qq = np.divmod(rem, kw)
-    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     base = np.zeros((n_batch, o_count, ho, wo), dtype=np.float64)
     if bias is not None:
-        base += np.asarray(bias, dtype=np.float64).reshape(1, -1, 1, 1)
+        base += bias.reshape(1, -1, 1, 1)
     if residual is not None:
-        base += np.asarray(residual, dtype=np.float64)
-    th_arr = np.broadcast_to(np.asarray(th, dtype=np.float64), (o_count,)).copy()
+        base += residual
     out = np.empty((n_batch, o_count, ho, wo), dtype=np.float64)
     ops = np.empty((n_batch, o_count, ho, wo), dtype=np.int32)
     _early_term(xp, np.ascontiguousarray(wr), np.ascontiguousarray(cc), np.ascontiguousarray(pp),

@@ -20,7 +20,7 @@ import numba
 import numpy as np
 
 from axlib.config import NUMBA_PARALLEL_FLAGS
-from axlib.kernels.reference import _check_conv, _check_gemm
+from axlib.kernels import checks
 
 #: Upper bound on the bytes of one im2col index matrix; larger batches are processed in chunks.
 IM2COL_BUDGET_BYTES = 64 * 2**20
@@ -158,7 +158,7 @@ def lut_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0) -> np.ndarray:
         ValueError: non-integer dtypes, wrong ranks, K mismatch, operands outside the table after the
             offset, or a table whose entries could overflow an int64 sum over K.
     """
-    a, w, lut, a_offset, w_offset = _check_gemm(a, w, lut, a_offset, w_offset)
+    a, w, lut, a_offset, w_offset = checks.check_gemm(a, w, lut, a_offset, w_offset)
     out = np.zeros((1, a.shape[0], w.shape[1]), dtype=np.int64)
     if out.size == 0 or a.shape[1] == 0:
         return out[0]
@@ -190,7 +190,7 @@ def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 
     Raises:
         ValueError: as :func:`axlib.kernels.reference.reference_conv2d`.
     """
-    x, w, lut, (sh, sw), (ph, pw), groups, a_offset, w_offset, (ho, wo) = _check_conv(
+    x, w, lut, (sh, sw), (ph, pw), groups, a_offset, w_offset, (ho, wo) = checks.check_conv(
         x, w, lut, stride, padding, groups, a_offset, w_offset)
     n_batch, c, _, _ = x.shape
     o, cg, kh, kw = w.shape

@@ -7,122 +7,15 @@ stored with offset indexing, ``T[x + 128, y + 128] = mul(x, y)`` for ``x, y`` in
 (offsets 128). All values are integer codes (no scales): the caller applies quantisation scales.
 
 These functions are written for obvious correctness, not speed; they are the oracle the fast
-numba kernels are tested against. The input checks below are shared with the fast kernels.
+numba kernels are tested against. Their input checks (:mod:`axlib.kernels.checks`) are shared with the
+fast kernels.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_INT64_MAX = int(np.iinfo(np.int64).max)
-
-
-# --------------------------------------------------------------------------- input checks (shared)
-
-
-def _int_array(name: str, x, ndim: int) -> np.ndarray:
-    """``x`` as an integer ndarray with ``ndim`` dimensions, else ValueError."""
-    x = np.asarray(x)
-    if not np.issubdtype(x.dtype, np.integer):
-        raise ValueError(f"{name} must have an integer dtype (integer codes), got dtype {x.dtype}")
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {x.shape}")
-    return x
-
-
-def _int_param(name: str, value, lo: int | None = None) -> int:
-    """A Python int from an int / numpy integer (bools are refused), optionally >= ``lo``."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, int | np.integer):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if lo is not None and value < lo:
-        raise ValueError(f"{name} must be >= {lo}, got {value}")
-    return value
-
-
-def _pair(name: str, value, lo: int) -> tuple[int, int]:
-    """``int`` or ``(h, w)`` tuple -> ``(h, w)`` of ints >= ``lo``."""
-    if isinstance(value, tuple | list):
-        if len(value) != 2:
-            raise ValueError(f"{name} must be an int or an (h, w) pair, got {value!r}")
-        return _int_param(f"{name}[0]", value[0], lo), _int_param(f"{name}[1]", value[1], lo)
-    v = _int_param(name, value, lo)
-    return v, v
-
-
-def _check_lut(lut) -> np.ndarray:
-    lut = _int_array("lut", lut, 2)
-    if lut.shape[0] == 0 or lut.shape[1] == 0:
-        raise ValueError(f"lut must be non-empty, got shape {lut.shape}")
-    return lut
-
-
-def _check_range(name: str, x: np.ndarray, offset: int, size: int, axis: str) -> None:
-    """Every ``x + offset`` must be a valid index into a LUT axis of length ``size``."""
-    if x.size == 0:
-        return
-    xmin, xmax = int(x.min()), int(x.max())
-    if xmin + offset < 0 or xmax + offset >= size:
-        raise ValueError(
-            f"{name} values must lie in [{-offset}, {size - 1 - offset}] so that value + offset ({offset}) indexes the "
-            f"LUT's {axis} axis (length {size}); got values in [{xmin}, {xmax}]"
-        )
-
-
-def _check_accumulation(lut: np.ndarray, k: int) -> None:
-    """Refuse inputs whose int64 sum of ``k`` table entries could overflow (never the case for int32 tables
-    with k < 2**32)."""
-    bound = max(abs(int(lut.min())), abs(int(lut.max()))) * k
-    if bound > _INT64_MAX:
-        raise ValueError(f"the sum of {k} products of magnitude up to {bound // max(k, 1)} could overflow int64")
-
-
-def _check_gemm(a, w, lut, a_offset, w_offset):
-    """Validated ``(a, w, lut, a_offset, w_offset)`` for a LUT GEMM ``(M, K) x (K, N)``."""
-    lut = _check_lut(lut)
-    a = _int_array("a", a, 2)
-    w = _int_array("w", w, 2)
-    if a.shape[1] != w.shape[0]:
-        raise ValueError(f"shape mismatch: a is {a.shape} (M, K) but w is {w.shape} (K, N); K must agree")
-    a_offset = _int_param("a_offset", a_offset)
-    w_offset = _int_param("w_offset", w_offset)
-    _check_range("a", a, a_offset, lut.shape[0], "first (activation)")
-    _check_range("w", w, w_offset, lut.shape[1], "second (weight)")
-    _check_accumulation(lut, a.shape[1])
-    return a, w, lut, a_offset, w_offset
-
-
-def _check_conv(x, w, lut, stride, padding, groups, a_offset, w_offset):
-    """Validated conv inputs plus the output size: ``(x, w, lut, (sh, sw), (ph, pw), groups, a_offset, w_offset,
-    (Ho, Wo))``."""
-    lut = _check_lut(lut)
-    x = _int_array("x", x, 4)
-    w = _int_array("w", w, 4)
-    sh, sw = _pair("stride", stride, 1)
-    ph, pw = _pair("padding", padding, 0)
-    groups = _int_param("groups", groups, 1)
-    n, c, h, wd = x.shape
-    o, cg, kh, kw = w.shape
-    if c % groups or o % groups:
-        raise ValueError(f"groups={groups} must divide both the input channels ({c}) and the output channels ({o})")
-    if cg != c // groups:
-        raise ValueError(f"shape mismatch: w is {w.shape} (O, C/groups, kh, kw) but x has C={c} channels and groups={groups}, "
-                         f"so w.shape[1] must be {c // groups}")
-    if kh == 0 or kw == 0:
-        raise ValueError(f"kernel must be at least 1x1, got w.shape={w.shape}")
-    if h + 2 * ph < kh or wd + 2 * pw < kw:
-        raise ValueError(f"kernel {kh}x{kw} is larger than the padded input {h + 2 * ph}x{wd + 2 * pw}")
-    a_offset = _int_param("a_offset", a_offset)
-    w_offset = _int_param("w_offset", w_offset)
-    _check_range("x", x, a_offset, lut.shape[0], "first (activation)")
-    if ph or pw:  # the padding value 0 is an activation operand like any other
-        _check_range("x padding value", np.zeros(1, np.int64), a_offset, lut.shape[0], "first (activation)")
-    _check_range("w", w, w_offset, lut.shape[1], "second (weight)")
-    _check_accumulation(lut, cg * kh * kw)
-    ho = (h + 2 * ph - kh) // sh + 1
-    wo = (wd + 2 * pw - kw) // sw + 1
-    return x, w, lut, (sh, sw), (ph, pw), groups, a_offset, w_offset, (ho, wo)
-
+from axlib.kernels import checks
 
 # --------------------------------------------------------------------------- references
 
@@ -144,7 +37,7 @@ def reference_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0) -> np.ndarra
     Raises:
         ValueError: non-integer dtypes, wrong ranks, K mismatch, or operands outside the table.
     """
-    a, w, lut, a_offset, w_offset = _check_gemm(a, w, lut, a_offset, w_offset)
+    a, w, lut, a_offset, w_offset = checks.check_gemm(a, w, lut, a_offset, w_offset)
     lut64 = lut.astype(np.int64)
     ai = a.astype(np.int64) + a_offset
     wi = w.astype(np.int64) + w_offset
@@ -182,7 +75,7 @@ def reference_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: 
         ValueError: non-integer dtypes, wrong ranks or shapes, bad stride/padding/groups, or operands
             (including the padding value 0) outside the table.
     """
-    x, w, lut, (sh, sw), (ph, pw), groups, a_offset, w_offset, (ho, wo) = _check_conv(
+    x, w, lut, (sh, sw), (ph, pw), groups, a_offset, w_offset, (ho, wo) = checks.check_conv(
         x, w, lut, stride, padding, groups, a_offset, w_offset)
     n_batch, c, _, _ = x.shape
     o, cg, kh, kw = w.shape
@@ -207,17 +100,11 @@ def reference_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: 
 def reference_early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residual=None):
     """Plain-Python SnaPEA convolution + ReLU with MAC counts (oracle of
     :func:`axlib.kernels.early_term.early_term_conv2d`; same reordering rule)."""
-    from axlib.kernels.early_term import reorder
+    from axlib.kernels.early_term import check_inputs
 
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
+    x, w, bias, (sh, sw), (ph, pw), (ho, wo), ths, r = check_inputs(x, w, bias, stride, padding, th, n, residual)
     o_count, c, kh, kw = w.shape
-    sh, sw = (stride, stride) if isinstance(stride, int) else stride
-    ph, pw = (padding, padding) if isinstance(padding, int) else padding
     xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    ho, wo = (x.shape[2] + 2 * ph - kh) // sh + 1, (x.shape[3] + 2 * pw - kw) // sw + 1
-    r = reorder(w, n)
-    ths = np.broadcast_to(np.asarray(th, dtype=np.float64), (o_count,))
     out = np.zeros((x.shape[0], o_count, ho, wo))
     ops = np.zeros((x.shape[0], o_count, ho, wo), dtype=np.int64)
     for b in range(x.shape[0]):

@@ -31,6 +31,7 @@ import numba
 import numpy as np
 
 from axlib.config import NUMBA_FLAGS, NUMBA_PARALLEL_FLAGS
+from axlib.kernels import checks
 from axlib.kernels.lut_gemm import _im2col
 
 #: Upper bound on the bytes of one im2col block (keys + values) in :func:`served_conv2d`.
@@ -71,8 +72,8 @@ def window_histograms(keys: np.ndarray, vals: np.ndarray, kh: int, kw: int, stri
 
     Args:
         keys: (N, C, H, W) integer activation keys in [0, n_keys).
-        vals: (N, C, H, W) float32 activations (summed per key into ``sums``).
-        kh, kw: kernel size; stride: (sh, sw).
+        vals: (N, C, H, W) finite float32 activations (summed per key into ``sums``).
+        kh, kw: kernel size (each >= 1, at most the input's); stride: int or (sh, sw), >= 1.
         n_keys: number of activation keys (2**apx_bit).
         counts, sums: optional (C*kh*kw, n_keys) int64 / float64 accumulators (created if None).
 
@@ -80,17 +81,22 @@ def window_histograms(keys: np.ndarray, vals: np.ndarray, kh: int, kw: int, stri
         ``(counts, sums)``: counts[pos, a] = number of window elements of position pos with key a;
         sums[pos, a] = their sum (float64).
     """
-    keys = np.ascontiguousarray(keys)
-    vals = np.ascontiguousarray(vals, dtype=np.float32)
-    n, c, h, w = keys.shape
-    sh, sw = stride
-    ho, wo = out_size(h, w, kh, kw, sh, sw)
+    keys = np.ascontiguousarray(checks.int_array("keys", keys, 4))
+    vals = np.ascontiguousarray(checks.real_array("vals", vals, shape=keys.shape, dtype=np.float32))
+    n_keys = checks.int_param("n_keys", n_keys, 1)
+    c = keys.shape[1]
+    kh, kw = checks.int_param("kh", kh, 1), checks.int_param("kw", kw, 1)
+    (sh, sw), _, _, (ho, wo) = checks.conv_geometry(keys.shape, (1, c, kh, kw), stride, 0)
+    checks.check_range("keys", keys, 0, n_keys, "activation-key", "histogram")
+    shape = (c * kh * kw, n_keys)
     if counts is None:
-        counts = np.zeros((c * kh * kw, n_keys), dtype=np.int64)
+        counts = np.zeros(shape, dtype=np.int64)
     if sums is None:
-        sums = np.zeros((c * kh * kw, n_keys), dtype=np.float64)
-    if keys.size and int(keys.max()) >= n_keys:
-        raise ValueError(f"activation keys must be < n_keys={n_keys}; got {int(keys.max())}")
+        sums = np.zeros(shape, dtype=np.float64)
+    for name, acc, dtype in (("counts", counts, np.int64), ("sums", sums, np.float64)):
+        if not isinstance(acc, np.ndarray) or acc.shape != shape or acc.dtype != dtype:
+            raise ValueError(f"{name} must be a {np.dtype(dtype)} array of shape {shape} (C*kh*kw, n_keys), got "
+                             f"{getattr(acc, 'dtype', type(acc).__name__)} {np.shape(acc)}")
     _window_hist(keys, vals, kh, kw, sh, sw, ho, wo, counts, sums)
     return counts, sums
 
@@ -127,9 +133,14 @@ def pair_table(table: np.ndarray) -> np.ndarray:
 
     The kernel reads both halves with one cache line and needs no branch (a miss adds ``0 + 1 * x * w``,
     a served pair ``v + 0 * x * w``; operands are finite)."""
-    table = np.asarray(table, dtype=np.float32)
-    if table.ndim != 2:
-        raise ValueError(f"table must be 2-D (activation key, weight key), got shape {table.shape}")
+    table = np.asarray(table)
+    if table.dtype.kind not in "iuf":
+        raise ValueError(f"table must be a real numeric array (float32, NaN = miss), got dtype {table.dtype}")
+    table = table.astype(np.float32)
+    if table.ndim != 2 or 0 in table.shape:
+        raise ValueError(f"table must be 2-D and non-empty (activation key, weight key), got shape {table.shape}")
+    if np.isinf(table).any():
+        raise ValueError(f"table values must be finite (NaN marks a miss); got {int(np.isinf(table).sum())} inf value(s)")
     miss = np.isnan(table)
     out = np.empty(table.shape + (2,), dtype=np.float32)
     out[..., 0] = np.where(miss, np.float32(0), table)
@@ -137,35 +148,49 @@ def pair_table(table: np.ndarray) -> np.ndarray:
     return out
 
 
+def _check_pairs(pairs) -> np.ndarray:
+    """A :func:`pair_table` form: (A, B, 2) float32 (shape and dtype only: its values were checked when it was
+    made, and scanning a 4096 x 4096 table on every call would cost more than many convolutions)."""
+    pairs = np.asarray(pairs)
+    if pairs.dtype.kind != "f" or pairs.shape[2] != 2 or 0 in pairs.shape:
+        raise ValueError(f"a 3-D table must be the pair_table form (A, B, 2) float32, got {pairs.dtype} {pairs.shape}")
+    return np.ascontiguousarray(pairs, dtype=np.float32)
+
+
 def served_conv2d(x: np.ndarray, x_key: np.ndarray, w: np.ndarray, w_key: np.ndarray, table: np.ndarray,
                   stride: tuple[int, int] = (1, 1)) -> tuple[np.ndarray, int]:
     """Unpadded convolution with table-served multiplications.
 
     Args:
-        x: (N, C, H, W) float32 activations; x_key: their keys, same shape, integers in [0, table.shape[0]).
-        w: (O, C, kh, kw) float32 weights; w_key: their keys, same shape, in [0, table.shape[1]).
+        x: (N, C, H, W) finite float32 activations; x_key: their keys, same shape, integers in [0, table.shape[0]).
+        w: (O, C, kh, kw) finite float32 weights; w_key: their keys, same shape, in [0, table.shape[1]).
         table: (A, B) float32; ``table[a, b]`` is the value returned for a multiplication whose operand keys
             are (a, b), NaN where it is computed exactly; or its :func:`pair_table` form (A, B, 2).
-        stride: (sh, sw).
+        stride: int or (sh, sw), >= 1.
+
+    Raises:
+        ValueError naming the argument: non-finite operands (a served pair adds ``0 * x * w``, which a NaN or
+        inf operand would turn into NaN), float or out-of-range keys (no truncation, no wrap-around), shape
+        mismatches, a kernel larger than the input, a bad stride.
 
     Returns:
         ``(out, served)``: out (N, O, Ho, Wo) float64 sums without bias; served = number of multiplications
         answered from the table.
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    w = np.ascontiguousarray(w, dtype=np.float32)
-    pairs = np.ascontiguousarray(table if np.ndim(table) == 3 else pair_table(table), dtype=np.float32)
+    x = np.ascontiguousarray(checks.real_array("x", x, ndim=4, dtype=np.float32))
+    w = np.ascontiguousarray(checks.real_array("w", w, ndim=4, dtype=np.float32))
+    x_key = checks.int_array("x_key", x_key, 4)
+    w_key = checks.int_array("w_key", w_key, 4)
+    if x_key.shape != x.shape or w_key.shape != w.shape:
+        raise ValueError(f"shape mismatch: x {x.shape}, x_key {x_key.shape}, w {w.shape}, w_key {w_key.shape}")
+    (sh, sw), _, _, (ho, wo) = checks.conv_geometry(x.shape, w.shape, stride, 0)
+    pairs = _check_pairs(table) if np.ndim(table) == 3 else pair_table(table)
+    checks.check_range("x_key", x_key, 0, pairs.shape[0], "first (activation-key)", "table")
+    checks.check_range("w_key", w_key, 0, pairs.shape[1], "second (weight-key)", "table")
     kdt = np.uint16 if max(pairs.shape[:2]) <= 2**16 else np.int64
     xk = np.ascontiguousarray(x_key, dtype=kdt)
     n_batch, c, h, wd = x.shape
-    o, cw, kh, kw = w.shape
-    if cw != c or x_key.shape != x.shape or w_key.shape != w.shape:
-        raise ValueError(f"shape mismatch: x {x.shape}, x_key {x_key.shape}, w {w.shape}, w_key {w_key.shape}")
-    for name, keys, size in (("x_key", xk, pairs.shape[0]), ("w_key", w_key, pairs.shape[1])):
-        if keys.size and (int(keys.min()) < 0 or int(keys.max()) >= size):
-            raise ValueError(f"{name} must lie in [0, {size}) to index the table; got [{int(keys.min())}, {int(keys.max())}]")
-    sh, sw = stride
-    ho, wo = out_size(h, wd, kh, kw, sh, sw)
+    o, _, kh, kw = w.shape
     k = c * kh * kw
     wk = np.ascontiguousarray(np.asarray(w_key, dtype=kdt).reshape(o, k).T)
     wv = np.ascontiguousarray(w.reshape(o, k).T)
