@@ -52,6 +52,56 @@ def number(name: str, value, lo: float | None = None, hi: float | None = None) -
     return float(value)
 
 
+def power_of_two(name: str, value, lo: int | None = None, hi: int | None = None) -> int:
+    value = integer(name, value, lo, hi)
+    if value < 1 or value & (value - 1):
+        raise ParameterError(f"parameter {name}={value!r} must be a power of two{_range(lo, hi)}")
+    return value
+
+
+def numbers(name: str, values, lo: float | None = None, hi: float | None = None) -> list[float]:
+    """A non-empty list of numbers in [lo, hi], as floats."""
+    values = nonempty(name, values, f"number{_range(lo, hi)}")
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, (int, float))
+           or (lo is not None and v < lo) or (hi is not None and v > hi)]
+    if bad:
+        raise ParameterError(f"parameter {name} has invalid value(s) {bad}; allowed: numbers{_range(lo, hi)}")
+    return [float(v) for v in values]
+
+
+def boolean(name: str, value) -> bool:
+    """``True`` or ``False`` (not 0/1, which ``choice(name, value, [True, False])`` would accept)."""
+    if not isinstance(value, bool):
+        raise ParameterError(f"parameter {name}={value!r} must be a boolean; allowed values: [True, False]")
+    return value
+
+
+def nonempty(name: str, values, what: str = "value") -> list:
+    """``values`` as a list with at least one element; ``what`` says what to give (for the message)."""
+    values = as_list(name, values)
+    if not values:
+        raise ParameterError(f"parameter {name} is empty; give at least one {what}")
+    return values
+
+
+def unique(name: str, values) -> list:
+    """``values`` as a list without repeated elements (repeats would duplicate rows of the results)."""
+    values = as_list(name, values)
+    dups = []
+    for i, v in enumerate(values):
+        if v in values[:i] and v not in dups:
+            dups.append(v)
+    if dups:
+        raise ParameterError(f"parameter {name} repeats value(s) {dups}; give each value once (got {values})")
+    return values
+
+
+def mapping(name: str, value) -> dict:
+    if not isinstance(value, dict):
+        raise ParameterError(f"parameter {name}={value!r} must be a mapping (e.g. {{}})")
+    return value
+
+
 def as_list(name: str, values) -> list:
     if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
         raise ParameterError(f"parameter {name}={values!r} must be a list")

@@ -15,11 +15,35 @@ from axlib import data, models, multipliers, sweep, validate
 from axlib.nn import approximate
 
 
+def check_multipliers(name: str, values, allow_empty: bool = False) -> list[str]:
+    """``values`` as a list of distinct multiplier registry names (``axlib.multipliers.get``), each resolved once
+    (tables are small); an unknown name is a ParameterError naming parameter ``name``, the value and what exists."""
+    from axlib.data.arrays import MissingDataError
+    from axlib.multipliers.registry import PATTERNS
+
+    values = validate.as_list(name, values) if allow_empty else validate.nonempty(name, values, "multiplier name")
+    validate.unique(name, values)
+    for v in values:
+        if not isinstance(v, str):
+            raise validate.ParameterError(f"parameter {name}: {v!r} is not a multiplier name; allowed: {list(PATTERNS)}")
+        try:
+            multipliers.get(v)
+        except validate.ParameterError:
+            raise validate.ParameterError(f"parameter {name} has unknown value {v!r}; allowed: {list(PATTERNS)}") from None
+        except MissingDataError:
+            if not v.startswith("evoapprox:"):
+                raise
+            names = multipliers.evoapprox_names()  # raises the missing-file error itself if the tables are absent
+            if v.split(":", 1)[1] in names:
+                raise  # a known circuit whose data is missing: keep the error that says where to get it
+            raise validate.ParameterError(f"parameter {name} has unknown value {v!r}; allowed EvoApprox circuits: "
+                                          f"{['evoapprox:' + n for n in names]}") from None
+    return values
+
+
 def validate_params(model: str, mults: list[str], n_test, n_calib: int, seed: int) -> None:
     validate.choice("model", model, [m for m, s in models.MODELS.items() if s.dataset != "imagenet"])
-    validate.as_list("multipliers", mults)
-    for name in mults:
-        multipliers.get(name)  # raises ParameterError naming the allowed patterns
+    check_multipliers("multipliers", mults)
     if n_test is not None:
         validate.integer("n_test", n_test, lo=1, hi=10000)
     validate.integer("n_calib", n_calib, lo=1, hi=50000)

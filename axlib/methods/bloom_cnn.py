@@ -455,7 +455,7 @@ def sparse_pattern_counts(layers: list[Layer], xs: list[np.ndarray], apx_bit: in
 
 def check_profile_params(apx_bits, n_max: int, n_profile: int, n_test: int, seed: int, scopes) -> list[int]:
     """Validate the hit-rate experiment's parameters (ParameterError names the parameter and range)."""
-    apx_bits = validate.integers("apx_bits", apx_bits, 1, 32)
+    apx_bits = validate.unique("apx_bits", validate.integers("apx_bits", apx_bits, 1, 32))
     validate.integer("n_max", n_max, 1, 10_000)
     validate.integer("n_profile", n_profile, 1, 60_000)
     validate.integer("n_test", n_test, 1, 10_000)

@@ -419,13 +419,26 @@ def plan_runs(modes, bf_main, bf_extra, stored_value: str = "truncated", ablatio
     for apx, n in modes:
         validate.integer("modes: apx_bit", apx, 1, bc.DENSE_MAX_BITS)
         validate.integer("modes: n_patterns", n, 1, 10_000)
-    bf_main = check_bf(bf_main)
+    validate.unique("modes", [list(v) for v in modes])
+    try:
+        bf_main = check_bf(bf_main)
+    except ParameterError as exc:
+        raise ParameterError(f"parameter bf_main={bf_main!r} is invalid ({exc}); allowed: None or [m, k] with m a "
+                             f"power of two in [{bloom.M_MIN}, {bloom.M_MAX}] and k in [{bloom.K_MIN}, {bloom.K_MAX}]"
+                             ) from None
     extra = _pairs("bf_extra", bf_extra, 4, "apx_bit, n_patterns, m, k")
     for apx, n, m, k in extra:
         validate.integer("bf_extra: apx_bit", apx, 1, bc.DENSE_MAX_BITS)
         validate.integer("bf_extra: n_patterns", n, 1, 10_000)
-        check_bf([m, k])
-    ablation = validate.choices("ablation_values", ablation_values, STORED_VALUES) if len(ablation_values) else []
+        try:
+            check_bf([m, k])
+        except ParameterError as exc:
+            raise ParameterError(f"parameter bf_extra: {[apx, n, m, k]} is invalid ({exc}); allowed: m a power of two "
+                                 f"in [{bloom.M_MIN}, {bloom.M_MAX}], k in [{bloom.K_MIN}, {bloom.K_MAX}]") from None
+    validate.unique("bf_extra", [list(v) for v in extra])
+    ablation = validate.as_list("ablation_values", ablation_values)
+    if ablation:
+        validate.unique("ablation_values", validate.choices("ablation_values", ablation, STORED_VALUES))
     runs = [(apx, n, 0, 0, stored_value) for apx, n in modes]
     if bf_main is not None:
         runs += [(apx, n, *bf_main, stored_value) for apx, n in modes]

@@ -83,15 +83,17 @@ def thesis_table_2_3() -> pd.DataFrame:
 
 
 def check_grid(m_values, bits_per_key, k_values) -> tuple[list[int], list[int], list[int]]:
-    m_values = validate.integers("m_values", m_values, bloom.M_MIN, bloom.M_MAX)
-    for m in m_values:
-        bloom.check_m(m)
-    bits_per_key = validate.integers("bits_per_key", bits_per_key, 1, 1024)
+    m_values = validate.unique("m_values", validate.integers("m_values", m_values, bloom.M_MIN, bloom.M_MAX))
+    bad = [m for m in m_values if m & (m - 1)]
+    if bad:
+        raise validate.ParameterError(f"parameter m_values has invalid value(s) {bad}: m={bad[0]} must be a power of "
+                                      f"two; allowed: powers of two in [{bloom.M_MIN}, {bloom.M_MAX}]")
+    bits_per_key = validate.unique("bits_per_key", validate.integers("bits_per_key", bits_per_key, 1, 1024))
     bad = [(m, r) for m in m_values for r in bits_per_key if m // r < 1]
     if bad:
         raise validate.ParameterError(f"parameter bits_per_key: m / bits_per_key must leave at least one key; "
                                       f"(m, bits_per_key) pairs {bad} store none")
-    k_values = validate.integers("k_values", k_values, bloom.K_MIN, bloom.K_MAX)
+    k_values = validate.unique("k_values", validate.integers("k_values", k_values, bloom.K_MIN, bloom.K_MAX))
     return m_values, bits_per_key, k_values
 
 
@@ -241,7 +243,7 @@ def check_params(m_values, bits_per_key, k_values, n_seeds, min_fp_events, min_q
     validate.number("alpha", alpha, 1e-6, 0.5)
     bloom.check_key_bytes(key_bytes)
     validate.integer("seed", seed, 0, 2**31)
-    validate.choice("thesis_settings", thesis_settings, [True, False])
+    validate.boolean("thesis_settings", thesis_settings)
     too_many = [m // r for m in m_values for r in bits_per_key if m // r > 2 ** (8 * key_bytes)]
     if too_many:
         raise validate.ParameterError(f"parameter key_bytes={key_bytes}: {max(too_many)} distinct keys do not fit "

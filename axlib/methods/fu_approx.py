@@ -112,7 +112,7 @@ def dataset_params(tile=64, max_tiles=32, fractions=(0.1, 0.3), split_by="tile",
 
 
 def check_kernels(kernels) -> list[str]:
-    return validate.choices("kernels", kernels, imaging.KERNELS)
+    return validate.unique("kernels", validate.choices("kernels", kernels, imaging.KERNELS))
 
 
 def fu_frequency(kernel: str) -> list[str]:
@@ -320,10 +320,10 @@ def check_bf_params(limits, n_out_grid, n_in_factors, fig_k, m_max) -> None:
         for op, r in d.items():
             validate.choice(f"limits[{kern!r}] FU", op, imaging.FU_OPS)
             validate.number(f"limits[{kern!r}][{op!r}]", r, 1e-12, 1.0)
-    validate.integers("n_out_grid", n_out_grid, 1, 4096)
-    validate.integers("n_in_factors", n_in_factors, 1, 4096)
+    validate.unique("n_out_grid", validate.integers("n_out_grid", n_out_grid, 1, 4096))
+    validate.unique("n_in_factors", validate.integers("n_in_factors", n_in_factors, 1, 4096))
     validate.integer("fig_k", fig_k, bloom.K_MIN, bloom.K_MAX)
-    bloom.check_m(m_max)
+    validate.power_of_two("m_max", m_max, bloom.M_MIN, bloom.M_MAX)
 
 
 def bf_profile_point(kernel: str, dataset: dict, limits: dict, n_out_grid: list, n_in_factors: list, fig_k: int,

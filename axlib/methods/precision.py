@@ -38,9 +38,9 @@ PAPER_FIG02 = pd.DataFrame([
 
 def validate_fig02(models_: list, bits: list, modes: list, n_test, n_calib, seed) -> None:
     """Fail fast, before any work, with the parameter name and the allowed values."""
-    validate.choices("models", models_, FIG02_MODELS)
-    validate.integers("bits", bits, *quant.BITS_RANGE)
-    validate.choices("modes", modes, quant.MODES)
+    validate.unique("models", validate.choices("models", models_, FIG02_MODELS))
+    validate.unique("bits", validate.integers("bits", bits, *quant.BITS_RANGE))
+    validate.unique("modes", validate.choices("modes", modes, quant.MODES))
     if n_test is not None:
         validate.integer("n_test", n_test, lo=1, hi=50000)
     validate.integer("n_calib", n_calib, lo=1, hi=50000)
@@ -164,7 +164,7 @@ PAPER_FIG04_BITS = {"lenet5": (1, 6), "cifarquick": (5, 8), "alexnet": (5, 9)}
 def validate_search(models_: list, n_search: int, n_heldout, n_calib: int, seed: int, start_bits: int = 16,
                     min_bits: int = 1, targets=None, n_energy: int | None = None) -> None:
     """Fail fast, before any work, with the parameter name and the allowed values."""
-    validate.choices("models", models_, SEARCH_MODELS)
+    validate.unique("models", validate.choices("models", models_, SEARCH_MODELS))
     validate.integer("n_search", n_search, lo=1, hi=9999)
     if n_heldout is not None:
         validate.integer("n_heldout", n_heldout, lo=1, hi=9999)

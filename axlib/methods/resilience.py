@@ -424,7 +424,9 @@ def validate_models(model_names, n_calib: int, n_test, seed: int) -> list[str]:
     names = validate.as_list("models", model_names)
     if not names:
         raise validate.ParameterError("parameter models is empty; give at least one of " + ", ".join(models.MODELS))
+    validate.unique("models", names)
     for m in names:
+        validate.choice("models", m, list(models.MODELS))
         validate_common(m, n_calib, n_test, seed)
     return names
 
@@ -436,11 +438,13 @@ def validate_levels(levels, level_unit: str, noise_seeds) -> None:
         raise validate.ParameterError("parameter levels is empty; give noise levels in dB (SNR) or dBW")
     for v in vals:
         validate.number("levels", v, lo=-100.0, hi=200.0)
+    validate.unique("levels", vals)
     seeds = validate.as_list("noise_seeds", noise_seeds)
     if not seeds:
         raise validate.ParameterError("parameter noise_seeds is empty; give at least one seed")
     for s in seeds:
         validate.integer("noise_seeds", s, lo=0)
+    validate.unique("noise_seeds", seeds)
 
 
 def layers_for(layers, model: str):

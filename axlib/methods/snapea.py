@@ -735,14 +735,18 @@ PAPER_LANES = {2: -0.26, 8: -0.36, 16: -0.45}
 PAPER_AREA_MM2 = {"SnaPEA": 18.6, "EYERISS": 17.8}
 
 
+#: Networks with a SnaPEA layer map (:func:`snapea_layers`).
+SNAPEA_MODELS = ("cifarquick", "vggf_cifar", "resnet20", "resnet32", "resnet44", "resnet56", "alexnet")
+
+
 def validate_sweep(model_names, th_mults, ns, n_opt: int, n_test, n_ops: int, seed: int):
     """Check the parameters of the SnaPEA notebooks without loading a network."""
-    supported = ["cifarquick", "vggf_cifar"] + [f"resnet{d}" for d in (20, 32, 44, 56)] + ["alexnet"]
-    names = validate.choices("models", model_names, supported)
+    names = validate.unique("models", validate.choices("models", model_names, SNAPEA_MODELS))
     th = [validate.number("th_mults", t, lo=-10.0, hi=10.0) for t in validate.as_list("th_mults", th_mults)]
-    n = validate.integers("ns", ns, lo=1, hi=100000)
+    n = validate.unique("ns", validate.integers("ns", ns, lo=1, hi=100000))
     if not th:
         raise validate.ParameterError("parameter th_mults is empty; give threshold multiples, e.g. [0.0]")
+    validate.unique("th_mults", th)
     validate.integer("n_opt", n_opt, lo=1, hi=9999)
     if n_test is not None:
         validate.integer("n_test", n_test, lo=1, hi=9999)
