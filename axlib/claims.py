@@ -3,6 +3,18 @@
 Each notebook records its claims with :class:`Claims`; they are written to
 ``<build>/claims/<paper>/<notebook>.json`` and aggregated into the ledger page of the book.
 A FAIL is recorded and shown like a PASS, never dropped.
+
+Every check has a *kind*, counted separately in the ledger:
+
+``paper``
+    a statement of the paper, compared with the paper's value (the default);
+``sanity``
+    a check that is true by construction or that tests our own setup (a noise generator has
+    the requested power, an exact multiplier makes no error); it is labelled as such and is not
+    counted as a paper claim;
+``target``
+    an engineering target of this project (the ``axlib/*`` pages: kernel throughput, exact-table
+    LUT inference equals fake-quant).
 """
 
 from __future__ import annotations
@@ -15,6 +27,16 @@ from pathlib import Path
 import pandas as pd
 
 from axlib import paths
+from axlib.validate import ParameterError
+
+KINDS = ("paper", "sanity", "target")
+KIND_TITLES = {"paper": "paper claims", "sanity": "sanity checks", "target": "project targets"}
+
+
+def check_kind(kind) -> str:
+    if kind not in KINDS:
+        raise ParameterError(f"claim kind {kind!r} is not allowed; allowed kinds: {list(KINDS)}")
+    return kind
 
 
 @dataclass(frozen=True)
@@ -26,6 +48,10 @@ class Claim:
     criterion: str   # the test applied to the measured numbers
     paper: str       # the paper's value / wording, with its location
     passed: bool
+    kind: str = "paper"  # one of KINDS
+
+    def __post_init__(self):
+        check_kind(self.kind)
 
     @property
     def verdict(self) -> str:
@@ -41,16 +67,26 @@ class Claims:
         self.items: list[Claim] = []
 
     def check(self, claim_id: str, statement: str, measured: str, criterion: str, passed: bool,
-              paper: str = "") -> Claim:
-        claim = Claim(self.notebook, claim_id, statement, measured, criterion, paper, bool(passed))
+              paper: str = "", kind: str = "paper") -> Claim:
+        claim = Claim(self.notebook, claim_id, statement, measured, criterion, paper, bool(passed), check_kind(kind))
         self.items = [c for c in self.items if c.claim_id != claim_id] + [claim]
         self._write()
         return claim
 
+    def sanity(self, claim_id: str, statement: str, measured: str, criterion: str, passed: bool,
+               paper: str = "") -> Claim:
+        """A check true by construction or of our own setup: shown, but not counted as a paper claim."""
+        return self.check(claim_id, statement, measured, criterion, passed, paper, kind="sanity")
+
+    def target(self, claim_id: str, statement: str, measured: str, criterion: str, passed: bool,
+               paper: str = "") -> Claim:
+        """An engineering target of this project (not a statement of a paper)."""
+        return self.check(claim_id, statement, measured, criterion, passed, paper, kind="target")
+
     def table(self) -> pd.DataFrame:
-        rows = [{"claim": c.claim_id, "statement": c.statement, "paper": c.paper, "ours": c.measured,
-                 "criterion": c.criterion, "verdict": c.verdict} for c in self.items]
-        return pd.DataFrame(rows)
+        rows = [{"claim": c.claim_id, "kind": c.kind, "statement": c.statement, "paper": c.paper,
+                 "ours": c.measured, "criterion": c.criterion, "verdict": c.verdict} for c in self.items]
+        return pd.DataFrame(rows, columns=["claim", "kind", "statement", "paper", "ours", "criterion", "verdict"])
 
     def path(self) -> Path:
         return paths.build_root() / "claims" / f"{self.notebook}.json"
@@ -66,12 +102,27 @@ class Claims:
 
 
 def collect(build_root: Path | None = None) -> pd.DataFrame:
-    """Every recorded claim under ``<build>/claims`` as one table (with ``paper`` = folder name)."""
+    """Every recorded claim under ``<build>/claims`` as one table (with ``work`` = folder name).
+
+    Claims written before kinds existed have no ``kind`` and read as ``"paper"``.
+    """
     root = (build_root or paths.build_root()) / "claims"
     rows = []
     for f in sorted(root.glob("*/*.json")):
         payload = json.loads(f.read_text())
         for c in payload["claims"]:
-            rows.append({"work": f.parent.name, "run_key": payload.get("run_key"), **c})
-    cols = ["work", "notebook", "claim_id", "statement", "paper", "measured", "criterion", "verdict", "run_key"]
+            row = {"work": f.parent.name, "run_key": payload.get("run_key"), **c}
+            row["kind"] = check_kind(c.get("kind") or "paper")
+            rows.append(row)
+    cols = ["work", "notebook", "claim_id", "kind", "statement", "paper", "measured", "criterion", "verdict", "run_key"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def counts(df: pd.DataFrame) -> pd.DataFrame:
+    """PASS/FAIL counts per work and kind: one row per work, columns ``(kind, verdict)`` for every kind."""
+    cols = pd.MultiIndex.from_product([KINDS, ["PASS", "FAIL"]], names=["kind", "verdict"])
+    if df.empty:
+        return pd.DataFrame(columns=cols)
+    kinds = df["kind"].fillna("paper") if "kind" in df else pd.Series("paper", index=df.index)
+    t = pd.crosstab(df["work"], [kinds.rename("kind"), df["verdict"]])
+    return t.reindex(columns=cols, fill_value=0).astype(int)

@@ -422,25 +422,47 @@ def ledger_page(build: Path) -> str:
 
     df = claims.collect(build)
     lines = ["# Claims ledger", "",
-             "Every claim a notebook checks on its own raw runs: a paraphrase of what the paper states, "
-             "the paper's value, our measurement, the criterion, and the verdict. FAILs stay listed; "
-             "the notebook page explains each one.", ""]
+             "Every check a notebook makes on its own raw runs: a paraphrase of the statement, the paper's value, "
+             "our measurement, the criterion, and the verdict. FAILs stay listed; the notebook page explains each one.",
+             "", "Checks are of three kinds, counted separately:", "",
+             "- **paper claims**: a statement of the paper, compared with the paper's value;",
+             "- **sanity checks**: true by construction or a test of our own setup (a noise generator has the "
+             "requested power, an exact multiplier makes no error); they are not counted as paper claims;",
+             "- **project targets**: this project's own engineering targets (the `axlib` pages), not statements of "
+             "a paper.", ""]
     if df.empty:
         return "\n".join(lines + ["No claims recorded yet.", ""])
-    counts = df.groupby("work")["verdict"].value_counts().unstack(fill_value=0)
-    lines += ["| work | PASS | FAIL |", "|---|---|---|"]
-    for work, row in counts.iterrows():
-        lines.append(f"| {work} | {row.get('PASS', 0)} | {row.get('FAIL', 0)} |")
-    lines += ["", "| notebook | claim | paper says | ours | criterion | verdict |", "|---|---|---|---|---|---|"]
+    counts = claims.counts(df)
+    titles = claims.KIND_TITLES
+    head = " | ".join(f"{titles[k]}: {v}" for k in claims.KINDS for v in ("PASS", "FAIL"))
+    lines += ["## Counts", "", f"| work | {head} |", "|---|" + "---|" * (2 * len(claims.KINDS))]
+    for work, row in list(counts.iterrows()) + [("**all**", counts.sum())]:
+        cells = " | ".join(str(int(row[(k, v)])) for k in claims.KINDS for v in ("PASS", "FAIL"))
+        lines.append(f"| {work} | {cells} |")
+    lines.append("")
 
     def esc(s):
         return str(s).replace("|", "\\|").replace("\n", " ")
 
-    for _, c in df.iterrows():
-        mark = "✅ PASS" if c.verdict == "PASS" else "❌ FAIL"
-        lines.append(f"| {c.notebook} | {esc(c.statement)} | {esc(c.paper)} | {esc(c.measured)} | "
-                     f"{esc(c.criterion)} | {mark} |")
-    return "\n".join(lines + [""])
+    for kind in claims.KINDS:
+        part = df[df["kind"] == kind]
+        if part.empty:
+            continue
+        n_pass = int((part["verdict"] == "PASS").sum())
+        lines += [f"## {titles[kind].capitalize()} ({n_pass} PASS, {len(part) - n_pass} FAIL)", ""]
+        if kind == "sanity":
+            lines += ["True by construction or tests of our setup; listed to make the setup explicit, "
+                      "not evidence for a paper's claim.", ""]
+        elif kind == "target":
+            lines += ["Engineering targets of this project, not statements of a paper.", ""]
+        lines += ["| notebook | id | kind | claim | paper says | ours | criterion | verdict |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for _, c in part.iterrows():
+            mark = "✅ PASS" if c.verdict == "PASS" else "❌ FAIL"
+            lines.append(f"| {c.notebook} | {esc(c.claim_id)} | {kind} | {esc(c.statement)} | {esc(c.paper)} | "
+                         f"{esc(c.measured)} | {esc(c.criterion)} | {mark} |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- CLI
