@@ -57,6 +57,11 @@ def sweep_cache_dir() -> Path:
     return cache_root() / "cache" / "sweep"
 
 
+def integrity_dir() -> Path:
+    """Stamps of input files whose sha256 was verified (path, size, mtime), see ``axlib.data.integrity``."""
+    return cache_root() / "cache" / "verified"
+
+
 def build_root() -> Path:
     """Executed notebooks, claim records, the staged book source and ``html/``."""
     return _env_path("AXLIB_BUILD", PROJECT_ROOT / "_build")

@@ -3,7 +3,9 @@
 ``run_grid(fn, points, name=...)`` calls ``fn(**point)`` for every point dict and returns the
 results in point order. Each result (JSON-serialisable) is stored under
 ``<cache>/sweep/<name>/<hash>.json`` as soon as it is computed, so an interrupted sweep resumes
-where it stopped. Executors:
+where it stopped. Points are written atomically (per-process temporary + rename); a damaged point
+file (truncated JSON, no ``result``) is discarded with a ``CacheWarning`` and computed again.
+Executors:
 
 - ``DASK_SCHEDULER_ADDRESS`` set: the points go to that Dask scheduler (``client.map``);
 - else ``AXLIB_WORKERS`` > 1: a local ``ProcessPoolExecutor`` (spawned workers);
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from axlib import config, paths
+from axlib import cachefiles, config, paths
 from axlib.runs import canonical_json, force_recompute
 
 
@@ -50,9 +52,9 @@ def run_grid(fn: Callable, points: Sequence[dict], name: str, cache: bool = True
     todo = []
     reuse = cache and not force_recompute()  # AXLIB_FORCE recomputes every point (results still stored)
     for i, p in enumerate(points):
-        f = folder / f"{point_key(name, p)}.json"
-        if reuse and f.exists():
-            results[i] = json.loads(f.read_text())["result"]
+        stored = _load(folder / f"{point_key(name, p)}.json") if reuse else None
+        if stored is not None:
+            results[i] = stored["result"]
         else:
             todo.append(i)
     bar = tqdm(total=len(points), initial=len(points) - len(todo), desc=name, disable=not progress, unit="pt",
@@ -97,8 +99,14 @@ def _run_dask(fn: Callable, points: list[dict], todo: list[int], done: Callable)
             done(index[fut.key], fut.result())
 
 
+def _load(path: Path) -> dict | None:
+    """The stored ``{"point", "result"}`` of one point; None when absent or damaged (then discarded)."""
+    stored = cachefiles.read_json(path, "sweep point")
+    if stored is not None and not (isinstance(stored, dict) and "result" in stored):
+        cachefiles.discard_corrupt(path, "sweep point has no 'result' entry")
+        return None
+    return stored
+
+
 def _store(path: Path, point: dict, result) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"point": point, "result": result}, default=float))
-    os.replace(tmp, path)
+    cachefiles.write_text(path, json.dumps({"point": point, "result": result}, default=float))

@@ -7,6 +7,14 @@ Lookup order per dataset (first hit wins), then the decoded arrays are cached as
 - CIFAR-100: torchvision's ``cifar-100-python``.
 When nothing is found and downloads are allowed (``AXLIB_OFFLINE`` unset), torchvision downloads
 from the canonical URL into ``paths.download_root()``.
+
+Checks: every raw file read here is compared with its size and sha256
+(:mod:`axlib.data.integrity`) when the decoded cache is built, so a truncated or altered download
+is a :class:`CorruptDataError` naming the file instead of a ``BadZipFile`` or reshape error. The
+decoded ``.npy`` cache is written atomically; a damaged one (unreadable header, shorter than its
+header says, images and labels of different lengths or dtypes) is discarded with a
+``CacheWarning`` and decoded again. A flipped pixel byte inside an intact-looking ``.npy`` is not
+detected (hashing on every memory-mapped load would cost more than decoding).
 """
 
 from __future__ import annotations
@@ -17,21 +25,19 @@ from pathlib import Path
 
 import numpy as np
 
-from axlib import paths, validate
+from axlib import cachefiles, paths, validate
+from axlib.data.integrity import CorruptDataError, MissingDataError, check
 
 DATASETS = ("mnist", "cifar10", "cifar100", "imagenet")
 ARRAY_DATASETS = ("mnist", "cifar10", "cifar100")
 SPLITS = ("train", "test")
 
+UPSTREAM_FILES = {"mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/"}
 UPSTREAM = {
     "mnist": "https://ossci-datasets.s3.amazonaws.com/mnist/ (torchvision MNIST mirrors)",
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
 }
-
-
-class MissingDataError(FileNotFoundError):
-    """A dataset or weight file is missing: the message says which, where we looked, how to get it."""
 
 
 @dataclass(frozen=True)
@@ -73,19 +79,34 @@ def _cache_files(name: str, split: str) -> tuple[Path, Path]:
 
 
 def _read_cache(name: str, split: str):
+    """``(images, labels)`` from the decoded cache, or None (absent, or damaged and discarded)."""
     xi, yi = _cache_files(name, split)
-    if xi.exists() and yi.exists():
-        return np.load(xi, mmap_mode="r"), np.load(yi)
+    if not (xi.exists() and yi.exists()):
+        return None
+    bad = xi
+    try:
+        images = np.load(xi, mmap_mode="r")
+        bad = yi
+        labels = np.load(yi)
+    except (ValueError, OSError, EOFError) as exc:  # bad header, "mmap length is greater than file size", empty
+        reason = f"unreadable decoded array: {cachefiles.describe(exc)}"
+    else:
+        if images.dtype == np.uint8 and labels.dtype == np.int64 and labels.ndim == 1 and len(images) == len(labels):
+            return images, labels
+        bad, reason = yi, (f"labels {labels.dtype}{labels.shape} do not match images {images.dtype}{images.shape} "
+                           f"of {xi.name} (expected uint8 images and as many int64 labels)")
+        del images  # release the memory map before its file is deleted
+    other = xi if bad == yi else yi
+    cachefiles.discard_corrupt(bad, f"{reason}; {other.name} is deleted with it")
+    other.unlink(missing_ok=True)
     return None
 
 
 def _write_cache(name: str, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """Write both arrays atomically (labels last: a reader needs both, so a kill between them is a miss)."""
     for path, arr in zip(_cache_files(name, split), (images, labels)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with cachefiles.atomic_path(path) as tmp, open(tmp, "wb") as f:
             np.save(f, arr)
-        os.replace(tmp, path)
 
 
 # --------------------------------------------------------------------------- loaders
@@ -119,6 +140,7 @@ def _mnist(split: str):
     files = [f"{stem}-images-idx3-ubyte", f"{stem}-labels-idx1-ubyte"]
     for root in _roots():
         if all((root / "MNIST" / "raw" / f).exists() for f in files):
+            _check_mnist(root, files)
             ds = MNIST(root=str(root), train=train, download=False)
             return ds.data.numpy(), ds.targets.numpy()
     looked = [r / "MNIST" / "raw" / f for r in _roots() for f in files]
@@ -126,10 +148,19 @@ def _mnist(split: str):
     if not offline():
         try:
             ds = MNIST(root=str(paths.download_root()), train=train, download=True)
-            return ds.data.numpy(), ds.targets.numpy()
         except Exception as exc:  # network errors come in many types
             reason = _download_failed(exc)
+        else:
+            _check_mnist(paths.download_root(), files)
+            return ds.data.numpy(), ds.targets.numpy()
     raise _missing("mnist", looked, reason)
+
+
+def _check_mnist(root: Path, files: list[str]) -> None:
+    for f in files:
+        check(root / "MNIST" / "raw" / f, f"MNIST/raw/{f}",
+              f"delete it and let torchvision download {UPSTREAM_FILES['mnist']}{f}.gz again (unset AXLIB_OFFLINE; "
+              f"it unpacks into {paths.download_root() / 'MNIST' / 'raw'}), or copy an intact {f} there")
 
 
 def _cifar(name: str, split: str):
@@ -138,21 +169,28 @@ def _cifar(name: str, split: str):
     cls, folder = (CIFAR10, "cifar-10-batches-py") if name == "cifar10" else (CIFAR100, "cifar-100-python")
     train = split == "train"
     looked: list[Path] = []
+    incomplete: list[Path] = []
     for root in _roots():
         looked.append(root / folder)
         if (root / folder).is_dir():
             try:
                 ds = cls(root=str(root), train=train, download=False)
                 return ds.data, np.asarray(ds.targets)
-            except RuntimeError:  # incomplete or corrupt copy: fall through to the next source
-                pass
+            except RuntimeError:  # incomplete or corrupt copy (torchvision's md5 check): try the next source
+                incomplete.append(root / folder)
         if name == "cifar10":
             npz = root / "cifar10" / "cifar10-uint8.npz"
             looked.append(npz)
             if npz.exists():
+                check(npz, "cifar10/cifar10-uint8.npz",
+                      f"delete it and either copy an intact cifar10-uint8.npz there or, with network access "
+                      f"(unset AXLIB_OFFLINE), let torchvision download the official {UPSTREAM['cifar10']} "
+                      f"into {paths.download_root()}")
                 with np.load(npz) as z:
                     return z[f"x_{split}"], z[f"y_{split}"]
     reason = "not found, downloads disabled (AXLIB_OFFLINE)"
+    if incomplete:
+        reason += "; incomplete or corrupt (torchvision md5 check failed): " + ", ".join(map(str, incomplete))
     if not offline():
         try:
             ds = cls(root=str(paths.download_root()), train=train, download=True)

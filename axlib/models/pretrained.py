@@ -2,18 +2,19 @@
 
 Files are looked up in ``AXLIB_DATA/pretrained/`` first, then in the download folder; when
 absent and downloads are allowed they are fetched from the upstream URL. Every file is checked
-against the sha256 prefix in its name (torch.hub convention) before use.
+against the sha256 prefix in its name (torch.hub convention) before use (``axlib.data.integrity``:
+hashed once per file version, a damaged copy is a ``CorruptDataError`` naming it and its URL).
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 
 from axlib import paths
-from axlib.data.arrays import MissingDataError, offline
+from axlib.data.arrays import offline
+from axlib.data.integrity import Expected, MissingDataError, check
 
 AKAMASTER = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/"
 RESNET_FILES = {
@@ -26,24 +27,13 @@ RESNET_FILES = {
 ALEXNET = ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def weight_file(filename: str, url: str) -> Path:
     """Path of a verified local copy of ``filename``; downloads it from ``url`` if allowed."""
     prefix = filename.rsplit("-", 1)[-1].split(".")[0]
     candidates = [paths.data_root() / "pretrained" / filename, paths.download_root() / "pretrained" / filename]
     for p in candidates:
         if p.exists():
-            if not _sha256(p).startswith(prefix):
-                raise MissingDataError(f"{p} exists but its sha256 does not start with {prefix}: corrupt copy; "
-                                       f"delete it and fetch {url}")
-            return p
+            return check(p, expected=Expected(None, prefix), how_to_get=f"delete it and fetch {url}")
     reason = "not found, downloads disabled (AXLIB_OFFLINE)"
     if not offline():
         dst = candidates[1]

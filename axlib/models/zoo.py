@@ -5,15 +5,23 @@ A trained model is stored as ``data/models/<name>-<hash12>.pt`` with a ``.json``
 the seed, so a changed recipe trains a new model and an unchanged one is loaded in well under
 a second. Training checkpoints every epoch to ``<file>.partial`` and resumes from it, so an
 interrupted training loses at most one epoch.
+
+Reliability: the recipe is validated before anything is built, loaded or trained (every field
+against its allowed range, unknown override names refused; ``ParameterError``). Every file is
+written atomically (per-process temporary + rename), the weights first and the ``.json`` last with
+the sha256 of the weights in it; on load the weights must match that digest. A damaged cache
+(empty or truncated ``.pt``, unparsable ``.json``, digest mismatch, weights that do not fit the
+network, unreadable ``.partial``) is discarded with a ``CacheWarning`` naming the file, and the
+model is trained again (resumed checkpoints: from the start).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -21,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from axlib import config, data, paths, validate
+from axlib import cachefiles, config, data, paths, validate
 
 ZOO_VERSION = 1
 
@@ -45,12 +53,44 @@ class Recipe:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> Recipe:
+        """Check every field (``ParameterError`` naming it and its allowed range); returns ``self``."""
         validate.integer("epochs", self.epochs, lo=1, hi=1000)
         validate.integer("batch_size", self.batch_size, lo=1, hi=65536)
-        validate.number("lr", self.lr, lo=0.0, hi=10.0)
+        _real("lr", self.lr, 0.0, 10.0, lo_open=True)
+        _real("momentum", self.momentum, 0.0, 1.0, hi_open=True)
+        _real("weight_decay", self.weight_decay, 0.0, 1.0)
         if self.n_train is not None:
             validate.integer("n_train", self.n_train, lo=1)
+        validate.boolean("augment", self.augment)
+        validate.integer("warmup_epochs", self.warmup_epochs, lo=0, hi=self.epochs)
+        validate.mapping("extra", self.extra)
+        try:
+            json.dumps(self.extra)
+        except (TypeError, ValueError) as exc:
+            raise validate.ParameterError(f"parameter extra={self.extra!r} must hold JSON values "
+                                          f"(it is part of the cache key): {exc}") from None
         return self
+
+
+def _real(name: str, value, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> float:
+    """A finite number in the interval from ``lo`` to ``hi`` (open ends as asked); NaN and inf are refused."""
+    interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise validate.ParameterError(f"parameter {name}={value!r} must be a number in {interval}")
+    inside = (value > lo if lo_open else value >= lo) and (value < hi if hi_open else value <= hi)
+    if not (math.isfinite(value) and inside):
+        raise validate.ParameterError(f"parameter {name}={value!r} is out of range; allowed: numbers in {interval}")
+    return float(value)
+
+
+def check_overrides(recipe: Recipe, overrides: dict) -> Recipe:
+    """``recipe`` with ``overrides`` applied (None values ignored), validated: unknown names and bad
+    values are ``ParameterError`` before any work."""
+    allowed = [f.name for f in fields(Recipe)]
+    unknown = sorted(k for k in overrides if k not in allowed)
+    if unknown:
+        raise validate.ParameterError(f"parameter zoo has unknown recipe field(s) {unknown}; allowed: {allowed}")
+    return replace(recipe, **{k: v for k, v in overrides.items() if v is not None}).validate()
 
 
 def cache_key(name: str, recipe: Recipe, seed: int) -> str:
@@ -65,29 +105,72 @@ def model_path(name: str, recipe: Recipe, seed: int) -> Path:
 
 def train_or_load(name: str, build, dataset: str, normalization: str, recipe: Recipe, seed: int,
                   progress: bool = True) -> tuple[nn.Module, dict]:
-    """Return ``(model, info)``: the cached model for this config, training it first if needed."""
+    """Return ``(model, info)``: the cached model for this config, training it first if needed.
+
+    ``info`` is the ``.json`` sidecar: recipe, seed, test accuracy, training time and
+    ``weights_sha256`` (sha256 of the ``.pt`` file, checked on every load).
+    """
     recipe.validate()
+    validate.integer("seed", seed, lo=0, hi=2**32 - 1)
     path = model_path(name, recipe, seed)
     info_path = path.with_suffix(".json")
     config.seed_everything(seed)  # deterministic initial weights
     model = build()
-    if path.exists() and info_path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-        return model.eval(), json.loads(info_path.read_text())
+    cached = _load_cached(path, info_path)
+    if cached is not None:
+        state, info = cached
+        try:
+            model.load_state_dict(state)
+            return model.eval(), info
+        except RuntimeError as exc:  # wrong keys or shapes: a stale or foreign file
+            _discard_model(path, info_path, f"weights do not fit {name}: {str(exc).splitlines()[0]}")
+            config.seed_everything(seed)  # the failed load may have overwritten some tensors: start again
+            model = build()
     info = _train(model, name, dataset, normalization, recipe, seed, path, progress)
     _atomic_torch_save(model.state_dict(), path)
-    tmp = info_path.with_name(info_path.name + ".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    os.replace(tmp, info_path)
+    info["weights_sha256"] = cachefiles.sha256_file(path)
+    cachefiles.write_text(info_path, json.dumps(info, indent=2))  # last: its presence marks a complete cache
     path.with_name(path.name + ".partial").unlink(missing_ok=True)
     return model.eval(), info
 
 
+def _load_cached(path: Path, info_path: Path) -> tuple[dict, dict] | None:
+    """``(state_dict, info)`` of a cached model, or None (absent, or damaged and discarded)."""
+    if not (path.exists() and info_path.exists()):
+        return None
+    info = cachefiles.read_json(info_path, "model info")
+    if info is None:
+        return None
+    if not isinstance(info, dict):
+        cachefiles.discard_corrupt(info_path, "model info is not a JSON object")
+        return None
+    expected = info.get("weights_sha256")  # absent in caches written before the digest was recorded
+    if expected is not None:
+        digest = cachefiles.sha256_file(path)
+        if digest != expected:
+            _discard_model(path, info_path, f"sha256 of the weights is {digest[:16]}..., {info_path.name} "
+                                            f"recorded {str(expected)[:16]}... ({path.stat().st_size} bytes)")
+            return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # EOFError (empty), RuntimeError (truncated zip), UnpicklingError, ...
+        _discard_model(path, info_path, f"unreadable weights: {cachefiles.describe(exc)}")
+        return None
+    if not isinstance(state, dict):
+        _discard_model(path, info_path, f"weights file holds a {type(state).__name__}, not a state dict")
+        return None
+    return state, info
+
+
+def _discard_model(path: Path, info_path: Path, reason: str) -> None:
+    """Discard a damaged model cache: the ``.pt`` (named in the warning) and its ``.json``."""
+    cachefiles.discard_corrupt(path, reason)
+    info_path.unlink(missing_ok=True)
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with cachefiles.atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -122,12 +205,7 @@ def _train(model: nn.Module, name: str, dataset: str, normalization: str, recipe
         return 0.5 * recipe.lr * (1 + torch.cos(torch.tensor(t * torch.pi)).item())
 
     partial = path.with_name(path.name + ".partial")
-    start_epoch, elapsed = 0, 0.0
-    if partial.exists():
-        ck = torch.load(partial, map_location="cpu", weights_only=False)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        start_epoch, elapsed = ck["epoch"], ck["elapsed_s"]
+    start_epoch, elapsed = _resume(partial, model, opt, recipe.epochs)
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=f"train {name}", disable=not progress,
                mininterval=config.PROGRESS_INTERVAL_S, unit="step")
     for epoch in range(start_epoch, recipe.epochs):
@@ -157,6 +235,27 @@ def _train(model: nn.Module, name: str, dataset: str, normalization: str, recipe
             "torch": torch.__version__}
 
 
+def _resume(partial: Path, model: nn.Module, opt, epochs: int) -> tuple[int, float]:
+    """``(start_epoch, elapsed_s)`` from the checkpoint ``partial`` (model and optimiser restored);
+    ``(0, 0.0)`` when there is none or it is damaged (discarded; the model keeps its initial weights)."""
+    if not partial.exists():
+        return 0, 0.0
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    try:
+        ck = torch.load(partial, map_location="cpu", weights_only=False)
+        epoch, elapsed = ck["epoch"], float(ck["elapsed_s"])
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch <= epochs:
+            raise ValueError(f"epoch {epoch!r} is not in [0, {epochs}]")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])  # checks the parameter groups before changing anything
+    except Exception as exc:  # empty/truncated file, missing keys, tensors that do not fit
+        cachefiles.discard_corrupt(partial, f"unreadable training checkpoint: {cachefiles.describe(exc)}")
+        model.load_state_dict(initial)
+        opt.state.clear()
+        return 0, 0.0
+    return epoch, elapsed
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Top-1 accuracy in [0, 1] of ``model`` (put in eval mode) on tensors ``x, y``."""
@@ -168,4 +267,5 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 
 def with_overrides(recipe: Recipe, **overrides) -> Recipe:
-    return replace(recipe, **{k: v for k, v in overrides.items() if v is not None})
+    """``recipe`` with the non-None ``overrides``, validated (see :func:`check_overrides`)."""
+    return check_overrides(recipe, overrides)

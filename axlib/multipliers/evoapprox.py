@@ -3,7 +3,8 @@
 Conventions (data README): ``mul8u_*`` tables are ``T[x, y]`` with ``x`` the first argument of the
 C function; ``mul8s_*`` tables use offset indexing ``T[x + 128, y + 128]``. Here the first
 argument is the activation ``a``. Power/area/delay and the library's error figures are stored in
-``published`` with their source (45 nm PDK, EvoApproxLib).
+``published`` with their source (45 nm PDK, EvoApproxLib). Every table file is checked by size
+and sha256 before use (``axlib.data.integrity``; a damaged one is a ``CorruptDataError``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import functools
 import numpy as np
 
 from axlib import paths
-from axlib.data.arrays import MissingDataError
+from axlib.data.integrity import MissingDataError, check
 from axlib.multipliers.core import Multiplier
 
 FILES = {"mul8u": "evoapprox_mul8u_luts.npz", "mul8s": "evoapprox_mul8s_luts.npz"}
@@ -22,12 +23,15 @@ UPSTREAM = "https://github.com/ehw-fit/evoapproxlib (C models; tabulate them exh
 
 
 def _path(filename: str):
+    """The table file, checked by size and sha256 (a damaged table would give wrong products silently)."""
     p = paths.data_root() / "multipliers" / filename
     if not p.exists():
         raise MissingDataError(f"EvoApprox tables {filename} not found. Looked for: {p}\n"
                                f"How to get it: set AXLIB_DATA to a folder with multipliers/{filename}, or build the "
                                f"tables from {UPSTREAM}.")
-    return p
+    return check(p, f"multipliers/{filename}",
+                 f"restore an intact multipliers/{filename} (e.g. from the shared data folder) into {p.parent}, "
+                 f"or rebuild the tables from {UPSTREAM}")
 
 
 @functools.cache
