@@ -53,8 +53,12 @@ def _profile(profile) -> None:
 
 
 def _zoo(zoo) -> None:
-    # Only the type: the recipe keys and values are checked by the zoo (axlib.models.zoo), not here.
+    """Training-recipe overrides: a mapping of known recipe fields with valid values (checked against
+    the zoo's default recipe; each network's own recipe is checked again before it trains)."""
+    from axlib.models import zoo as zoo_module
+
     validate.mapping("zoo", zoo)
+    zoo_module.check_overrides(zoo_module.Recipe(), dict(zoo))
 
 
 @functools.cache
@@ -382,6 +386,15 @@ def _hanif_fig10(*, models, producers, rankings, fractions, n_calib, n_test, see
 
 
 # --------------------------------------------------------------------------- moons2016
+
+
+@_register("moons2016/fig01a")
+def _moons_fig01a(*, n, ks, n_stream, seed, profile):
+    n = validate.integer("n", n, lo=2, hi=16)
+    validate.unique("ks", validate.integers("ks", ks, lo=1, hi=n))
+    validate.integer("n_stream", n_stream, lo=2)
+    validate.integer("seed", seed, lo=0)
+    _profile(profile)
 
 
 @_register("moons2016/fig01b")
