@@ -155,7 +155,8 @@ def parse_overrides(text: str | None) -> dict:
 
     Every item must be ``name=value`` with an identifier name and a value that parses as YAML
     (``null`` for None); anything else, a repeated name or unbalanced brackets/quotes is a
-    ParameterError naming the item. Nothing is ever dropped silently.
+    ParameterError naming the item. Nothing is ever dropped silently. A string value that holds
+    whitespace or brackets must be quoted (``name="a b"``).
     """
     if not text or not text.strip():
         return {}
@@ -171,8 +172,8 @@ def parse_overrides(text: str | None) -> dict:
             raise ParameterError(f"P: parameter {key} is given twice")
         try:
             out[key] = yaml.safe_load(value)
-        except yaml.YAMLError as exc:
-            problem = str(exc).splitlines()[0]
+        except (yaml.YAMLError, ValueError, TypeError) as exc:  # ValueError: e.g. a date with year 0
+            problem = (str(exc).splitlines() or [type(exc).__name__])[0]
             raise ParameterError(f"P: value of {key} is not valid YAML: {value!r} ({problem})") from None
     return out
 

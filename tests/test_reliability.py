@@ -165,7 +165,7 @@ def test_two_processes_publishing_one_run_never_expose_a_partial_run(tmp_store):
 
 # --------------------------------------------------------------------------- overrides
 
-@pytest.mark.parametrize("text", ["bits=[4,", "models=[lenet5] bits=[4,6", "bits=4]", "a=[1,2)", 'a="x', "a=",
+@pytest.mark.parametrize("text", ["bits=[4,", "a=0000-01-01", "models=[lenet5] bits=[4,6", "bits=4]", "a=[1,2)", 'a="x', "a=",
                                   "bits", "=3", "a=1 a=2", "bits=[4, 6 models=[x]", "x-y=1"])
 def test_every_malformed_override_is_an_error_naming_it(text):
     with pytest.raises(ParameterError, match="P:"):
@@ -185,12 +185,12 @@ yaml_scalars = st.one_of(st.integers(-10**6, 10**6), st.booleans(), st.none(),
 
 
 def cli_yaml(v) -> str:
-    """``v`` as a user types it after ``name=``: flow YAML, strings with whitespace quoted (items are
-    separated by whitespace, so the parser's contract is that such strings are quoted)."""
+    """``v`` as a user types it after ``name=``: flow YAML, strings with whitespace or brackets quoted
+    (items are separated by whitespace outside brackets, so the parser's contract is that such strings are quoted)."""
     if isinstance(v, list):
         return "[" + ", ".join(cli_yaml(x) for x in v) + "]"
     text = yaml.safe_dump(v, default_flow_style=True, width=10**6).strip().removesuffix("...").strip()
-    if isinstance(v, str) and any(ch.isspace() for ch in text) and not text.startswith(("'", '"')):
+    if isinstance(v, str) and any(ch.isspace() or ch in "[]{}()" for ch in text) and not text.startswith(("'", '"')):
         text = yaml.safe_dump(v, default_style='"', width=10**6).strip()
     return text
 yaml_values = st.recursive(yaml_scalars, lambda inner: st.lists(inner, max_size=4), max_leaves=8)
