@@ -21,6 +21,7 @@ import ast
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -585,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        # nbclient's cell task dies with the kernel; asyncio would log "Task exception was never
+        # retrieved" with a DeadKernelError traceback when it is collected at exit: not news after an interrupt.
+        logging.getLogger("asyncio").disabled = True
         what = exc.nb_id if isinstance(exc, Interrupted) else "axlib.repro"
         print(f"interrupted: {what}; nothing stored for it (finished sweep points stay cached and are reused)",
               file=sys.stderr)
