@@ -65,6 +65,7 @@ class Claims:
         self.notebook = notebook
         self.run_key = run_key
         self.items: list[Claim] = []
+        self.explained: dict[str, str] = {}  # claim id -> the page's reason for its FAIL
 
     def check(self, claim_id: str, statement: str, measured: str, criterion: str, passed: bool,
               paper: str = "", kind: str = "paper") -> Claim:
@@ -83,6 +84,25 @@ class Claims:
         """An engineering target of this project (not a statement of a paper)."""
         return self.check(claim_id, statement, measured, criterion, passed, paper, kind="target")
 
+    def differences(self, why: dict[str, str]) -> str:
+        """Markdown for a page's Differences section: every FAIL named, with its reason from ``why``.
+
+        ``why`` maps claim ids to the page's explanation. A FAIL without an entry is still listed, marked
+        **no reason given**, and the ledger counts it as unexplained (``collect()``'s ``explained`` column),
+        so a page can never hide a FAIL by forgetting it. Reasons for claims that pass are not shown.
+        """
+        fails = [c for c in self.items if not c.passed]
+        self.explained = {c.claim_id: why[c.claim_id] for c in fails if why.get(c.claim_id, "").strip()}
+        self._write()
+        if not fails:
+            return "Every claim checked on this page passes."
+        lines = []
+        for c in fails:
+            reason = self.explained.get(c.claim_id)
+            tag = f" ({c.kind} check)" if c.kind != "paper" else ""
+            lines.append(f"- **{c.claim_id}**{tag} fails: " + (reason or "**no reason given** on this page."))
+        return "\n".join(lines)
+
     def table(self) -> pd.DataFrame:
         rows = [{"claim": c.claim_id, "kind": c.kind, "statement": c.statement, "paper": c.paper,
                  "ours": c.measured, "criterion": c.criterion, "verdict": c.verdict} for c in self.items]
@@ -96,7 +116,8 @@ class Claims:
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
         payload = {"notebook": self.notebook, "run_key": self.run_key,
-                   "claims": [asdict(c) | {"verdict": c.verdict} for c in self.items]}
+                   "claims": [asdict(c) | {"verdict": c.verdict, "explained": c.claim_id in self.explained}
+                              for c in self.items]}
         tmp.write_text(json.dumps(payload, indent=2))
         os.replace(tmp, p)
 
@@ -113,9 +134,18 @@ def collect(build_root: Path | None = None) -> pd.DataFrame:
         for c in payload["claims"]:
             row = {"work": f.parent.name, "run_key": payload.get("run_key"), **c}
             row["kind"] = check_kind(c.get("kind") or "paper")
+            row["explained"] = bool(c.get("explained", False))
             rows.append(row)
-    cols = ["work", "notebook", "claim_id", "kind", "statement", "paper", "measured", "criterion", "verdict", "run_key"]
+    cols = ["work", "notebook", "claim_id", "kind", "statement", "paper", "measured", "criterion", "verdict", "explained",
+            "run_key"]
     return pd.DataFrame(rows, columns=cols)
+
+
+def unexplained_fails(df: pd.DataFrame) -> pd.DataFrame:
+    """The FAILs whose page gives no reason for them (see :meth:`Claims.differences`)."""
+    if df.empty:
+        return df
+    return df[(df["verdict"] == "FAIL") & ~df["explained"].astype(bool)]
 
 
 def counts(df: pd.DataFrame) -> pd.DataFrame:

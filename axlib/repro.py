@@ -384,10 +384,12 @@ def build_book(build: Path, log=print) -> Path:
 
 def provenance_page(build: Path) -> str:
     lines = ["# Provenance", "",
-             "Generated when the book was built: which parameters, code and packages produced each page.", ""]
-    lines += ["| notebook | profile | executed (UTC) | execution (s) | raw run | run wall time (s) | commit | CPU | "
-              "network weights (sha256, first 16) |",
-              "|---|---|---|---|---|---|---|---|---|"]
+             "Generated when the book was built: which parameters, code and packages produced each page. *Raw run "
+             "computed* is when the stored run's numbers were computed (from its `meta.json`); *page executed* is "
+             "when this build re-executed the page on that stored run.", ""]
+    lines += ["| notebook | profile | raw run computed (UTC) | page executed (UTC) | execution (s) | raw run | "
+              "run wall time (s) | commit | CPU | network weights (sha256, first 16) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     versions = {}
     for nb in discover():
         meta = executed_metadata(nb.executed(build)) or {}
@@ -400,7 +402,10 @@ def provenance_page(build: Path) -> str:
         run_cell = f"`{run.path.relative_to(paths.runs_root())}`" if run else "—"
         weights = ", ".join(f"{m} `{d['weights_sha256_16']}`" for m, d in (run_meta.get("models") or {}).items())
         cpu = (run_meta.get("host") or {}).get("cpu_model", "—")
-        lines.append(f"| {nb.id} | {meta.get('profile', '—')} | {meta.get('executed_utc', '—')} | "
+        if not weights and cpu != "—":  # a run that records its CPU also records every network it used: none here
+            weights = "none used"
+        lines.append(f"| {nb.id} | {meta.get('profile', '—')} | {run_meta.get('created_utc', '—')} | "
+                     f"{meta.get('executed_utc', '—')} | "
                      f"{meta.get('duration_s', '—')} | {run_cell} | {run_meta.get('wall_time_s', '—')} | {commit} | "
                      f"{cpu} | {weights or '—'} |")
     lines += ["", "Same seed and parameters give the same raw run on the same kind of machine. Across CPU types, float32 "
@@ -442,6 +447,14 @@ def ledger_page(build: Path) -> str:
         cells = " | ".join(str(int(row[(k, v)])) for k in claims.KINDS for v in ("PASS", "FAIL"))
         lines.append(f"| {work} | {cells} |")
     lines.append("")
+    missing = claims.unexplained_fails(df)
+    lines += ["## FAILs without a reason on their page", ""]
+    if missing.empty:
+        lines += ["None: every FAIL is named, with its reason, in its page's Differences section.", ""]
+    else:
+        lines += [f"{len(missing)} FAIL(s) are not explained in their page's Differences section:", ""]
+        lines += [f"- {c.notebook}: {c.claim_id}" for c in missing.itertuples()]
+        lines.append("")
 
     def esc(s):
         return str(s).replace("|", "\\|").replace("\n", " ")

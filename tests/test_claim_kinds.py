@@ -124,9 +124,10 @@ def test_ledger_page_counts_each_kind_separately(fake_build):
     assert "| **all** | 2 | 2 | 2 | 1 | 2 | 1 |" in lines
     # one section per kind, paper claims first, each row labelled with its kind
     sections = [line for line in lines if line.startswith("## ")]
-    assert sections == ["## Counts", "## Paper claims (2 PASS, 2 FAIL)", "## Sanity checks (2 PASS, 1 FAIL)",
+    assert sections == ["## Counts", "## FAILs without a reason on their page", "## Paper claims (2 PASS, 2 FAIL)",
+                        "## Sanity checks (2 PASS, 1 FAIL)",
                         "## Project targets (2 PASS, 1 FAIL)"]
-    starts = [lines.index(s) for s in sections[1:]] + [len(lines)]
+    starts = [lines.index(s) for s in sections[2:]] + [len(lines)]
     for (kind, ids), a, b in zip((("paper", {"a1", "a2", "a3", "b1"}), ("sanity", {"a4", "a5", "b2"}),
                                   ("target", {"t1", "t2", "t3"})), starts[:-1], starts[1:], strict=True):
         rows = [line.split(" | ") for line in lines[a:b] if line.startswith("| ") and " | statement " in line]
@@ -188,3 +189,52 @@ def test_project_pages_and_project_targets_are_targets():
         if nb_id.startswith("axlib/") or "target of the project" in paper:
             assert kind == "target", f"{nb_id}: {cid!r} is a project target but declared as {kind!r}"
 
+
+
+# --------------------------------------------------------------------------- Differences: every FAIL named
+
+
+def test_differences_names_every_fail_with_its_reason(tmp_store):
+    ledger = claims.Claims("p/nb", run_key="k")
+    ledger.check("ok", "s", "m", "c", True)
+    ledger.check("bad", "s", "m", "c", False)
+    ledger.sanity("odd", "s", "m", "c", False)
+    ledger.check("forgotten", "s", "m", "c", False)
+    text = ledger.differences({"bad": "our network is smaller", "odd": "a seed effect", "ok": "not shown",
+                               "forgotten": "   "})
+    lines = text.splitlines()
+    assert lines == ["- **bad** fails: our network is smaller", "- **odd** (sanity check) fails: a seed effect",
+                     "- **forgotten** fails: **no reason given** on this page."]
+    payload = json.loads(ledger.path().read_text())
+    assert {c["claim_id"]: c["explained"] for c in payload["claims"]} == {
+        "ok": False, "bad": True, "odd": True, "forgotten": False}
+    df = claims.collect(ledger.path().parents[2])
+    assert claims.unexplained_fails(df)["claim_id"].tolist() == ["forgotten"]
+
+
+def test_differences_when_everything_passes(tmp_store):
+    ledger = claims.Claims("p/nb")
+    ledger.check("ok", "s", "m", "c", True)
+    assert ledger.differences({}) == "Every claim checked on this page passes."
+
+
+def test_ledger_lists_fails_without_a_reason(fake_build):
+    page = repro.ledger_page(fake_build)
+    section = page.split("## FAILs without a reason on their page")[1].split("\n## ")[0]
+    assert "4 FAIL(s) are not explained" in section  # old JSON has no "explained": a FAIL then counts as unexplained
+    assert all(f"- x: {c}" in section for c in ("a2", "a5", "b1", "t2")) and "a1" not in section
+    _write(fake_build, "paperC", "fig3", [_row("c1", "FAIL") | {"explained": True}])
+    assert "- x: c1" not in repro.ledger_page(fake_build)
+
+
+def test_old_json_without_explained_reads_as_unexplained(fake_build):
+    df = claims.collect(fake_build)
+    assert df["explained"].dtype == bool and not df["explained"].any()
+
+
+def test_every_notebook_with_claims_names_its_fails():
+    """Static scan: a page that records claims builds its Differences list with ``ledger.differences``."""
+    for nb in repro.discover():
+        src = nb.source.read_text()
+        if "claims.Claims(" in src:
+            assert "ledger.differences(" in src, f"{nb.id}: Differences section does not use ledger.differences"

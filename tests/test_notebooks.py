@@ -103,6 +103,18 @@ def test_book_builds_with_warnings_as_errors(smoke_build):
     assert "Package versions" in (html / "book" / "provenance.html").read_text()
 
 
+def test_provenance_page_shows_when_each_raw_run_was_computed(smoke_build, monkeypatch):
+    """The provenance page dates each page's stored run (its meta.json), apart from when the page was executed."""
+    monkeypatch.setenv("AXLIB_RUNS", str(smoke_build / "runs"))
+    page = repro.provenance_page(smoke_build / "_build")
+    assert "raw run computed (UTC)" in page and "page executed (UTC)" in page
+    nb = repro.find("moons2016/fig02")
+    params = {k: v for k, v in repro.effective_params(nb, "smoke").items() if k != "profile"}
+    created = runs.load(nb.id, params, "smoke").meta["created_utc"]
+    row = next(line for line in page.splitlines() if line.startswith("| moons2016/fig02 |"))
+    assert row.split(" | ")[2] == created
+
+
 def test_default_profile_runs_are_committed(monkeypatch):
     """`make book` on a fresh clone must not train or sweep: every default run is stored in the repo."""
     monkeypatch.delenv("AXLIB_RUNS", raising=False)
