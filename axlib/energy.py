@@ -9,16 +9,24 @@ the clock network are left out, so the savings are an upper bound.
 Energy of one multiply-accumulate with an ``n_a``-bit input and an ``n_w``-bit weight, in units
 of one 16-bit x 16-bit MAC (**16-bit fixed point = 1**)::
 
-    e_mac(n_a, n_w) = s · (n_a · n_w) / (16 · 16)  +  (1 - s) · (n_a + n_w) / (16 + 16)
+    e_mac(n_a, n_w) = s · B(n_a, n_w) / B(16, 16)  +  (1 - s) · (n_a + n_w) / (16 + 16)
+    B(n_a, n_w)     = n_a · n_w + (n_a + n_w) / 2          (B(n, n) = n (n + 1))
 
-- multiplier term: an array multiplier of ``n_a x n_w`` bits has ``n_a·n_w`` partial-product
-  cells, so its switching activity scales with ``n_a·n_w`` (O(n²) when ``n_a = n_w = n``);
+- multiplier term: activity ∝ the number of active blocks of the carry-save array multiplier of
+  Fig. 1a (:mod:`axlib.methods.array_multiplier`): an ``n x n`` multiplier has ``n²`` array cells
+  plus an ``n``-cell final adder row, ``n (n + 1)`` blocks (Fig. 1a: 20 blocks at 4 bits, 6 at
+  2 bits). So the multiplier energy falls like ``n (n + 1)``, i.e. a little slower than the O(n²)
+  of Table 1. For ``n_a != n_w`` the final row is taken as the mean width ``(n_a + n_w) / 2`` (which
+  operand drives the columns is a layout choice). 16 x 16 = 272 blocks = 1. (Inside a wider array,
+  LSB-aligned k-bit operands also wake a few carry-propagation cells, e.g. 13 instead of 12 blocks at
+  k = 3 of n = 4; we model a multiplier of the used width itself.)
 - adder term: the accumulating adder is as wide as the product, ``n_a + n_w`` bits (O(n));
 - ``s`` = ``mult_share``: the multiplier's share of a 16-bit MAC. The paper gives no number for it.
-  Default from Horowitz (ISSCC 2014, 45 nm, integer arithmetic): 8-bit multiply 0.2 pJ, 32-bit
-  multiply 3.1 pJ, 8-bit add 0.03 pJ, 32-bit add 0.1 pJ. A 16-bit multiply is then
-  0.2 pJ · (16/8)² = 0.8 pJ (quadratic in n, consistent with 3.1 pJ / 4 = 0.78 pJ) and the
-  32-bit add that accumulates its product 0.1 pJ, so ``s = 0.8 / 0.9 ≈ 0.889``.
+  Default from Horowitz (ISSCC 2014, 45 nm, integer arithmetic): 8-bit multiply 0.2 pJ,
+  8-bit add 0.03 pJ, 32-bit add 0.1 pJ. A 16-bit multiply is then 0.2 pJ · B(16, 16) / B(8, 8)
+  = 0.2 · 272 / 72 = 0.756 pJ (by the block law; Horowitz's 32-bit multiply, 3.1 pJ, gives
+  3.1 · 272 / 1056 = 0.80 pJ) and the 32-bit add that accumulates its product 0.1 pJ, so
+  ``s = 0.756 / 0.856 ≈ 0.883``.
 
 Energy of a network = Σ over layers of (counted MACs) · ``e_mac(n_a, n_w)`` of that layer,
 divided by the number of MACs (so a 16-bit network without skipping has relative energy 1).
@@ -48,28 +56,63 @@ HOROWITZ_2014_PJ = {"int8_add": 0.03, "int32_add": 0.1, "int8_mult": 0.2, "int32
 REFERENCE_BITS = 16  #: normalisation: one 16-bit x 16-bit MAC = 1
 
 
-def horowitz_mult_share() -> float:
-    """Multiplier share of a 16-bit MAC derived from :data:`HOROWITZ_2014_PJ` (≈ 0.889)."""
-    mult16 = HOROWITZ_2014_PJ["int8_mult"] * (REFERENCE_BITS / 8) ** 2   # quadratic in n
+def horowitz_mult_share(law: str = "blocks") -> float:
+    """Multiplier share of a 16-bit MAC derived from :data:`HOROWITZ_2014_PJ`: ≈ 0.883 with the block law,
+    ≈ 0.889 with Table 1's n² law (the 8-bit multiply scaled to 16 bits by the same ``law``)."""
+    law = validate_law(law)
+    grow = (multiplier_blocks(REFERENCE_BITS) / multiplier_blocks(8) if law == "blocks"
+            else (REFERENCE_BITS / 8) ** 2)
+    mult16 = HOROWITZ_2014_PJ["int8_mult"] * grow
     add32 = HOROWITZ_2014_PJ["int32_add"]                                # adder as wide as the product
-    return mult16 / (mult16 + add32)
+    return float(mult16 / (mult16 + add32))
 
-
-MULT_SHARE = horowitz_mult_share()
 
 #: moons2016 Table 1: exponent of n in the switching activity of each building block.
 TABLE1_ACTIVITY_ORDER = {"multiplier": 2, "adder": 1, "register": 1, "wire": 1, "sram": 0}
+
+
+#: multiplier activity laws: ``"blocks"`` = active blocks of Fig. 1a's array multiplier, n (n + 1) (default);
+#: ``"n2"`` = Table 1's O(n²), ``n_a · n_w`` array cells, the model used before Fig. 1a was reproduced (kept so
+#: raw runs stored with it stay reproducible).
+MULTIPLIER_LAWS = ("blocks", "n2")
+
+
+def validate_law(law) -> str:
+    return validate.choice("multiplier_law", law, MULTIPLIER_LAWS)
 
 
 def validate_mult_share(mult_share) -> float:
     return validate.number("mult_share", mult_share, lo=0.0, hi=1.0)
 
 
-def multiplier_energy(n_a, n_w=None):
-    """Relative energy of an ``n_a x n_w``-bit multiplier (16 x 16 = 1): ``n_a·n_w / 256``."""
+def multiplier_blocks(n_a, n_w=None):
+    """Blocks of an ``n_a x n_w``-bit carry-save array multiplier (Fig. 1a, :mod:`axlib.methods.array_multiplier`).
+
+    ``n_a · n_w`` array cells plus a final adder row of the mean width ``(n_a + n_w) / 2``:
+    ``n (n + 1)`` for ``n_a = n_w = n`` (20 at 4 bits, 6 at 2 bits, as in the Fig. 1a caption). Unit: blocks.
+    Exact for the simulated multiplier at ``n >= 2``; at ``n = 1`` its one final-adder cell never switches (1 active
+    block, the law says 2), which only matters for 1-bit operands.
+    """
     n_a = np.asarray(n_a, dtype=float)
     n_w = n_a if n_w is None else np.asarray(n_w, dtype=float)
-    return n_a * n_w / REFERENCE_BITS**2
+    return n_a * n_w + (n_a + n_w) / 2
+
+
+def multiplier_energy(n_a, n_w=None, law: str = "blocks"):
+    """Relative energy of an ``n_a x n_w``-bit multiplier (16 x 16 = 1).
+
+    ``law="blocks"``: active blocks of Fig. 1a's array multiplier, ``B(n_a, n_w) / B(16, 16)`` with
+    ``B(n, n) = n (n + 1)`` (:func:`multiplier_blocks`); ``law="n2"``: ``n_a · n_w / 256`` (Table 1's O(n²)).
+    """
+    if validate_law(law) == "n2":
+        n_a = np.asarray(n_a, dtype=float)
+        n_w = n_a if n_w is None else np.asarray(n_w, dtype=float)
+        return n_a * n_w / REFERENCE_BITS**2
+    return multiplier_blocks(n_a, n_w) / multiplier_blocks(REFERENCE_BITS)
+
+
+MULT_SHARE = horowitz_mult_share()
+MULT_SHARE_N2 = horowitz_mult_share("n2")  #: ≈ 0.889, the share used with ``law="n2"``
 
 
 def adder_energy(n_a, n_w=None):
@@ -79,10 +122,11 @@ def adder_energy(n_a, n_w=None):
     return (n_a + n_w) / (2 * REFERENCE_BITS)
 
 
-def mac_energy(n_a, n_w=None, mult_share: float = MULT_SHARE):
-    """Relative energy of one MAC with ``n_a``-bit input and ``n_w``-bit weight (16-bit MAC = 1)."""
+def mac_energy(n_a, n_w=None, mult_share: float = MULT_SHARE, law: str = "blocks"):
+    """Relative energy of one MAC with ``n_a``-bit input and ``n_w``-bit weight (16-bit MAC = 1);
+    ``law`` is the multiplier's activity law (:data:`MULTIPLIER_LAWS`)."""
     validate_mult_share(mult_share)
-    return mult_share * multiplier_energy(n_a, n_w) + (1.0 - mult_share) * adder_energy(n_a, n_w)
+    return mult_share * multiplier_energy(n_a, n_w, law) + (1.0 - mult_share) * adder_energy(n_a, n_w)
 
 
 # --------------------------------------------------------------------------- MAC counting
@@ -155,7 +199,7 @@ def count_macs(model: nn.Module, batches: Iterable) -> pd.DataFrame:
 
 
 def network_energy(counts: pd.DataFrame, input_bits: int | Mapping[str, int], weight_bits: int | Mapping[str, int],
-                   skipping: bool, mult_share: float = MULT_SHARE) -> float:
+                   skipping: bool, mult_share: float = MULT_SHARE, law: str = "blocks") -> float:
     """Relative arithmetic energy of a network (16-bit, no skipping = 1) from :func:`count_macs` rows.
 
     ``input_bits`` / ``weight_bits``: one width for all layers or a mapping layer -> width.
@@ -166,13 +210,31 @@ def network_energy(counts: pd.DataFrame, input_bits: int | Mapping[str, int], we
     nw = np.array([weight_bits[n] if isinstance(weight_bits, Mapping) else weight_bits for n in layers], dtype=float)
     counted = counts["nonzero_macs" if skipping else "macs"].to_numpy(dtype=float)
     total = counts["macs"].to_numpy(dtype=float).sum()
-    return float((counted * mac_energy(na, nw, mult_share)).sum() / total)
+    return float((counted * mac_energy(na, nw, mult_share, law)).sum() / total)
 
 
 def zero_fractions(counts: pd.DataFrame) -> dict:
-    """Network-wide fractions: zero inputs (over all layer-input elements), zero weights, skipped MACs."""
+    """Network-wide zero fractions from :func:`count_macs` rows (one network, one configuration).
+
+    - ``zero_input_fraction``: zero layer-input elements / all layer-input elements (all layers);
+    - ``zero_weight_fraction``: zero weights / all weights;
+    - ``zero_operand_fraction`` (Fig. 5a caption, "zeros in the weights and inputs"): zero inputs and
+      weights of one inference / all of them, i.e. ``(Σ zero_inputs / images + Σ zero_weights) /
+      (Σ inputs / images + Σ weights)``;
+    - ``zero_output_fraction`` (§3.2.2 text, "zeros in the outputs"): zero elements among the layer
+      outputs after ReLU (and pooling) and quantization, counted where they enter the next conv/linear
+      layer, i.e. the inputs of every layer except the first (whose input is the image); NaN for a
+      single-layer network;
+    - ``skipped_mac_fraction``: MACs with a zero input or weight / all MACs.
+    """
+    counts = counts.sort_values("layer_index") if "layer_index" in counts else counts
+    images = float(counts["images"].iloc[0]) if "images" in counts else 1.0
+    inner = counts.iloc[1:]
+    zi, ni = counts["zero_inputs"].sum() / images, counts["inputs"].sum() / images
     return {"zero_input_fraction": counts["zero_inputs"].sum() / counts["inputs"].sum(),
             "zero_weight_fraction": counts["zero_weights"].sum() / counts["weights"].sum(),
+            "zero_operand_fraction": (zi + counts["zero_weights"].sum()) / (ni + counts["weights"].sum()),
+            "zero_output_fraction": (inner["zero_inputs"].sum() / inner["inputs"].sum()) if len(inner) else float("nan"),
             "skipped_mac_fraction": 1.0 - counts["nonzero_macs"].sum() / counts["macs"].sum()}
 
 
@@ -202,7 +264,7 @@ def product_rmse(bits, mode: str = "round", full_bits: int = REFERENCE_BITS) -> 
 
 
 __all__ = ["HOROWITZ_2014_PJ", "MULT_SHARE", "REFERENCE_BITS", "TABLE1_ACTIVITY_ORDER", "adder_energy", "count_macs",
-           "horowitz_mult_share", "layer_macs", "mac_energy", "multiplier_energy", "network_energy", "product_rmse",
+           "MULTIPLIER_LAWS", "MULT_SHARE_N2", "horowitz_mult_share", "layer_macs", "mac_energy", "multiplier_energy", "network_energy", "product_rmse",
            "zero_fractions"]
 
 

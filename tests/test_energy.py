@@ -87,15 +87,51 @@ def test_count_macs_over_batches_sums_layers_and_sees_relu_zeros():
 
 def test_mac_energy_normalisation_and_scaling():
     assert energy.mac_energy(16, 16) == pytest.approx(1.0)
-    assert energy.multiplier_energy(8) == pytest.approx(0.25)          # quadratic
+    assert energy.multiplier_energy(16) == pytest.approx(1.0)
+    assert energy.multiplier_energy(8) == pytest.approx(72 / 272)      # n(n+1) blocks, not n^2
+    assert energy.multiplier_energy(4, 8) == pytest.approx((32 + 6) / 272)
     assert energy.adder_energy(8) == pytest.approx(0.5)                # linear
-    assert energy.multiplier_energy(4, 8) == pytest.approx(32 / 256)   # n_a * n_w
     s = energy.MULT_SHARE
-    assert s == pytest.approx(0.8 / 0.9)
-    assert energy.mac_energy(8, 8) == pytest.approx(s * 0.25 + (1 - s) * 0.5)
-    assert energy.mac_energy(8, 8, mult_share=1.0) == pytest.approx(0.25)
+    assert s == pytest.approx((0.2 * 272 / 72) / (0.2 * 272 / 72 + 0.1))
+    assert energy.mac_energy(8, 8) == pytest.approx(s * 72 / 272 + (1 - s) * 0.5)
+    assert energy.mac_energy(8, 8, mult_share=1.0) == pytest.approx(72 / 272)
     with pytest.raises(ParameterError, match="mult_share"):
         energy.mac_energy(8, 8, mult_share=1.5)
+
+
+@pytest.mark.parametrize("n", [2, 3, 4, 5])
+def test_multiplier_term_follows_fig01a_block_count(n):
+    """The multiplier term is the active-block count of Fig. 1a's array multiplier (exhaustive operands)."""
+    from axlib.methods import array_multiplier as am
+
+    a, b = am.all_pairs(n, n, "lsb")
+    blocks = am.active_blocks(a, b, n)
+    assert blocks == n * (n + 1)
+    assert energy.multiplier_blocks(n) == blocks
+    assert energy.multiplier_energy(n) * energy.multiplier_blocks(16) == pytest.approx(blocks)
+
+
+def test_multiplier_term_matches_fig01a_caption_scaling():
+    """Fig. 1a caption: scaling a 4-bit multiplier from 4 to 2 bits drops the active blocks from 20 to 6."""
+    from axlib.methods import array_multiplier as am
+
+    counts = {k: am.active_blocks(*am.all_pairs(4, k, "lsb"), 4) for k in (2, 4)}
+    assert counts == {2: 6, 4: 20}
+    assert energy.multiplier_energy(4) / energy.multiplier_energy(2) == pytest.approx(counts[4] / counts[2])
+    assert energy.multiplier_energy(4) / energy.multiplier_energy(2) != pytest.approx(4.0)   # not the n^2 law
+
+
+def test_zero_fractions_both_readings():
+    counts = pd.DataFrame({"layer_index": [0, 1], "layer": ["a", "b"], "images": [2, 2],
+                           "macs": [100, 100], "nonzero_macs": [50, 20],
+                           "inputs": [20, 40], "zero_inputs": [2, 30], "weights": [10, 30], "zero_weights": [0, 3]})
+    z = energy.zero_fractions(counts)
+    assert z["zero_input_fraction"] == pytest.approx(32 / 60)
+    assert z["zero_weight_fraction"] == pytest.approx(3 / 40)
+    assert z["zero_operand_fraction"] == pytest.approx((16 + 3) / (30 + 40))   # per inference: inputs/2 + weights
+    assert z["zero_output_fraction"] == pytest.approx(30 / 40)                  # first layer's input (image) left out
+    assert z["skipped_mac_fraction"] == pytest.approx(1 - 70 / 200)
+    assert np.isnan(energy.zero_fractions(counts.iloc[:1])["zero_output_fraction"])
 
 
 def test_network_energy_with_and_without_skipping():
@@ -103,7 +139,7 @@ def test_network_energy_with_and_without_skipping():
     assert energy.network_energy(counts, 16, 16, skipping=False) == pytest.approx(1.0)
     assert energy.network_energy(counts, 16, 16, skipping=True) == pytest.approx(80 / 400)
     e = energy.network_energy(counts, {"a": 8, "b": 4}, {"a": 4, "b": 4}, skipping=True, mult_share=1.0)
-    assert e == pytest.approx((50 * 32 / 256 + 30 * 16 / 256) / 400)
+    assert e == pytest.approx((50 * 38 / 272 + 30 * 20 / 272) / 400)
 
 
 @pytest.mark.parametrize("mode", ["round", "truncate"])
@@ -121,3 +157,18 @@ def test_product_rmse_halves_per_bit_and_vanishes_at_full_precision():
     assert np.all(np.diff(r) < 0)
     assert np.allclose(r[1:] / r[:-1], 0.5, atol=0.03)
     assert energy.product_rmse([16])[0] == 0.0
+
+
+def test_table1_law_reproduces_runs_stored_before_the_block_law():
+    """``law="n2"`` is the model of the raw runs stored before Fig. 1a (Figs. 6-7): n_a·n_w / 256, share 0.889."""
+    assert energy.MULT_SHARE_N2 == pytest.approx(0.8 / 0.9)
+    assert energy.MULT_SHARE == pytest.approx(0.2 * 272 / 72 / (0.2 * 272 / 72 + 0.1))
+    # moons2016/fig07's stored energy table: LeNet-5, uniform 2 bits, no skipping = 0.02777777778
+    assert energy.mac_energy(2, 2, energy.MULT_SHARE_N2, "n2") == pytest.approx(0.02777777778, rel=1e-9)
+    assert energy.multiplier_energy(4, law="n2") / energy.multiplier_energy(2, law="n2") == pytest.approx(4.0)
+    assert energy.mac_energy(8, 8, law="n2") != pytest.approx(energy.mac_energy(8, 8))
+    with pytest.raises(ParameterError, match="multiplier_law"):
+        energy.multiplier_energy(4, law="n^2")
+    counts = pd.DataFrame({"layer": ["a"], "macs": [10], "nonzero_macs": [4]})
+    assert energy.network_energy(counts, 8, 8, False, energy.MULT_SHARE_N2, "n2") == pytest.approx(
+        energy.mac_energy(8, 8, energy.MULT_SHARE_N2, "n2"))

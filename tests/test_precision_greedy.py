@@ -103,3 +103,20 @@ def test_validate_search_names_the_parameter():
         precision.validate_search(["lenet5"], 6000, 5000, 100, 0)
     with pytest.raises(ParameterError, match="models"):
         precision.validate_search(["alexnet"], 100, 100, 100, 0)
+
+
+def _uniform_table():
+    # 1000 search images, 994 float-correct; at 7 bits 2 images are lost, at 9-10 bits 1 image
+    acc = {16: 1.0, 12: 1.0, 10: 993 / 994, 9: 993 / 994, 8: 1.0, 7: 992 / 994, 6: 0.9}
+    return pd.DataFrame([{"model": "m", "bits": b, "search_relative_accuracy": v, "search_float_accuracy": 0.994}
+                         for b, v in acc.items()])
+
+
+def test_uniform_min_bits_strict_vs_one_image_slack():
+    df = _uniform_table()
+    assert precision.uniform_min_bits(df, 1.0) == {"m": 12}          # strict: one lost image at 10 bits decides
+    slack = precision.image_slack(df, 1000, 1)
+    assert slack["m"] == pytest.approx(1 / 994)
+    assert precision.uniform_min_bits(df, 1.0, slack=slack) == {"m": 8}   # 2 lost images at 7 bits still fail
+    assert precision.uniform_min_bits(df, 1.0, slack=precision.image_slack(df, 1000, 2)) == {"m": 7}
+    assert precision.image_slack(df, 1000, 0)["m"] == 0.0

@@ -8,6 +8,7 @@ scale and (b) one scale per layer input and per layer weights.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -374,17 +375,28 @@ def uniform_sweep(model_names: list[str], bits: list[int], n_search: int, n_held
     return pd.DataFrame(sweep.run_grid(uniform_point, points, name="moons2016-uniform-v1", progress=progress))
 
 
-def uniform_min_bits(df: pd.DataFrame, target: float, column: str = "search_relative_accuracy") -> dict:
-    """Per model: fewest tested bits from which on every larger tested width keeps ``column`` >= target."""
+def uniform_min_bits(df: pd.DataFrame, target: float, column: str = "search_relative_accuracy",
+                     slack: float | Mapping[str, float] = 0.0) -> dict:
+    """Per model: fewest tested bits from which on every larger tested width keeps ``column`` >= target - slack.
+
+    ``slack`` (relative accuracy, one value or model -> value) loosens the target, e.g. by one image of
+    the search split: ``1 / (float-correct search images)`` (see :func:`study`)."""
     out = {}
     for model, g in df.sort_values("bits").groupby("model", sort=False):
+        tol = float(slack[model]) if isinstance(slack, Mapping) else float(slack)
         first = np.nan
         for b, v in zip(g["bits"].to_numpy()[::-1], g[column].to_numpy()[::-1]):
-            if v < target - 1e-12:
+            if v < target - tol - 1e-9:  # stored tables keep 10 digits; one image is >= 1e-4
                 break
             first = int(b)
         out[model] = first
     return out
+
+
+def image_slack(uniform: pd.DataFrame, n_search: int, images: int) -> dict:
+    """Per model: ``images`` search images expressed in relative accuracy, ``images / float-correct``."""
+    g = uniform.groupby("model", sort=False)["search_float_accuracy"].first()
+    return {m: images / max(round(a * n_search), 1) for m, a in g.items()}
 
 
 def counts_point(model: str, input_bits, weight_bits, n_energy: int, n_search: int, n_heldout, n_calib: int, seed: int,
@@ -427,9 +439,9 @@ def counts_sweep(configs: list[dict], n_energy: int, n_search: int, n_heldout, n
     return pd.DataFrame(rows)
 
 
-def energy_table(counts: pd.DataFrame, by: list[str], mult_share: float) -> pd.DataFrame:
+def energy_table(counts: pd.DataFrame, by: list[str], mult_share: float, law: str = "blocks") -> pd.DataFrame:
     """Relative energy (16-bit, no skipping = 1) with and without skipping per group of ``counts`` rows,
-    plus the network-wide zero fractions."""
+    plus the network-wide zero fractions; ``law``: the multiplier activity law of :mod:`axlib.energy`."""
     from axlib import energy
 
     rows = []
@@ -438,30 +450,35 @@ def energy_table(counts: pd.DataFrame, by: list[str], mult_share: float) -> pd.D
         ib = dict(zip(g["layer"], g["input_bits"].astype(int)))
         wb = dict(zip(g["layer"], g["weight_bits"].astype(int)))
         rows.append({**dict(zip(by, key)),
-                     "energy_no_skip": energy.network_energy(g, ib, wb, skipping=False, mult_share=mult_share),
-                     "energy_skip": energy.network_energy(g, ib, wb, skipping=True, mult_share=mult_share),
+                     "energy_no_skip": energy.network_energy(g, ib, wb, skipping=False, mult_share=mult_share, law=law),
+                     "energy_skip": energy.network_energy(g, ib, wb, skipping=True, mult_share=mult_share, law=law),
                      **energy.zero_fractions(g), "macs_per_image": g["macs"].sum() / g["images"].iloc[0]})
     return pd.DataFrame(rows)
 
 
 def study(model_names: list[str], bits: list[int], uniform_target: float, targets: list[float], min_bits: int,
           n_search: int, n_heldout, n_calib: int, n_energy: int | None, seed: int, zoo_json: str = "{}",
-          mult_share: float | None = None, progress: bool = True) -> dict[str, pd.DataFrame]:
+          mult_share: float | None = None, progress: bool = True, uniform_slack: int = 0,
+          multiplier_law: str = "blocks") -> dict[str, pd.DataFrame]:
     """Everything Figs. 4-7 need, through cached sweeps (notebooks asking for the same points share them).
 
     1. uniform widths ``bits`` (per-layer scales): accuracy on the search and held-out splits;
     2. per model, the uniform width at ``uniform_target`` on the search split (operating point B:
-       fewest tested bits from which on every wider tested width meets it; the widest tested width
-       when none does);
+       fewest tested bits from which on every wider tested width meets it, allowing ``uniform_slack``
+       search images fewer correct than the target; the widest tested width when none does);
     3. greedy per-layer searches at each of ``targets`` starting from that width;
     4. with ``n_energy``: exact MAC / zero counts of every uniform and greedy configuration and the
-       relative energies (16-bit, no skipping = 1) with and without skipping.
+       relative energies (16-bit, no skipping = 1) with and without skipping, under the multiplier
+       activity law ``multiplier_law`` (:data:`axlib.energy.MULTIPLIER_LAWS`; its Horowitz share when
+       ``mult_share`` is None).
     """
     from axlib import energy
 
-    share = energy.MULT_SHARE if mult_share is None else energy.validate_mult_share(mult_share)
+    law = energy.validate_law(multiplier_law)
+    share = energy.horowitz_mult_share(law) if mult_share is None else energy.validate_mult_share(mult_share)
     uni = uniform_sweep(model_names, bits, n_search, n_heldout, n_calib, seed, zoo_json, progress)
-    b100 = uniform_min_bits(uni, uniform_target)
+    validate.integer("uniform_slack", uniform_slack, lo=0, hi=1000)
+    b100 = uniform_min_bits(uni, uniform_target, slack=image_slack(uni, n_search, uniform_slack))
     start = {m: (int(b) if pd.notna(b) else int(max(bits))) for m, b in b100.items()}
     res = greedy_sweep(model_names, targets, start, min_bits, n_search, n_heldout, n_calib, seed, zoo_json,
                        progress) if targets else []
@@ -476,14 +493,29 @@ def study(model_names: list[str], bits: list[int], uniform_target: float, target
                + [{"model": r["model"], "config": "per_layer", "target": r["target"], "bits": np.nan,
                    "input_bits": r["input_bits"], "weight_bits": r["weight_bits"]} for r in res])
     counts = counts_sweep(configs, n_energy, n_search, n_heldout, n_calib, seed, zoo_json, progress)
-    en = energy_table(counts, ["model", "config", "target", "bits"], share) if len(counts) else pd.DataFrame()
-    acc_u = uni.set_index(["model", "bits"])["heldout_relative_accuracy"]
-    acc_g = summary.set_index(["model", "target"])["heldout_relative_accuracy"]
+    out.update(counts=counts, energy=study_energy(counts, uni, summary, share, law))
+    return out
+
+
+def study_energy(counts: pd.DataFrame, uniform: pd.DataFrame, greedy: pd.DataFrame | None, mult_share: float,
+                 law: str = "blocks") -> pd.DataFrame:
+    """The ``energy`` table of :func:`study` from its stored ``counts``, ``uniform`` and ``greedy`` tables.
+
+    The energy model (:mod:`axlib.energy`) is applied to the exact MAC / zero counts here, so a page can
+    re-derive energies from a stored raw run without touching a network. One row per (model, config,
+    target, bits): relative energies (16-bit, no skipping = 1) with and without skipping, the zero
+    fractions of :func:`axlib.energy.zero_fractions` and the held-out relative accuracy.
+    """
+    en = energy_table(counts, ["model", "config", "target", "bits"], mult_share, law) if len(counts) else pd.DataFrame()
+    if en.empty:
+        return en
+    acc_u = uniform.set_index(["model", "bits"])["heldout_relative_accuracy"]
+    acc_g = (greedy.set_index(["model", "target"])["heldout_relative_accuracy"]
+             if greedy is not None and len(greedy) else pd.Series(dtype=float))
     en["heldout_relative_accuracy"] = [acc_u.get((m, b)) if c == "uniform" else acc_g.get((m, t))
                                        for m, c, t, b in zip(en["model"], en["config"], en["target"], en["bits"])]
-    en["mult_share"] = share
-    out.update(counts=counts, energy=en)
-    return out
+    en["mult_share"] = mult_share
+    return en
 
 
 def weight_table(model_names: list[str], n_calib: int, seed: int, bins: int = 101, zoo_json: str = "{}"
