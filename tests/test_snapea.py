@@ -99,6 +99,61 @@ def test_opt_err_on_touched_images_equals_a_full_run(resnet_setup):
     assert s.opt_err({}) == 0.0
 
 
+def test_opt_err_cap_is_exact_up_to_the_cap_and_a_lower_bound_above(resnet_setup):
+    s = resnet_setup
+    n = len(s.opt_labels)
+    layer = s.layers[1].name
+    for tm in (0.0, 0.5, 2.0):
+        cfg = s.config(layer, tm, 2)
+        full = s.opt_err({layer: cfg}, start_layer=layer)
+        images = torch.arange(n)
+        # a cap at or above the true loss changes nothing, whatever the batch size
+        assert s.opt_err({layer: cfg}, start_layer=layer, images=images, cap=full, batch=1) == pytest.approx(full)
+        assert s.opt_err({layer: cfg}, start_layer=layer, images=images, cap=1.0, batch=5) == pytest.approx(full)
+        if full > 0:
+            # a lower cap: the run may stop early, but what it returns is above the cap and never above the truth
+            low = s.opt_err({layer: cfg}, start_layer=layer, images=images, cap=full / 2, batch=1)
+            assert full / 2 < low <= full + 1e-12
+    # decisions are reordered with the images: precomputed outcomes give the same loss as computed ones
+    sl = s.layers[1]
+    cfg = s.config(sl.name, 0.5, 2)
+    mask = sp.speculation_weights_mask(sl.conv.weight, cfg.n)
+    cap_all = s.capture(s.opt)[sl.name]
+    pre = cap_all["out"] + (cap_all["res"] if cap_all["res"] is not None else 0)
+    _, pred = sp._false_negatives(sl, cap_all, pre, cfg, mask)
+    idx = torch.arange(n)
+    direct = s.opt_err({sl.name: cfg}, start_layer=sl.name, masks={sl.name: mask})
+    assert s.opt_err({sl.name: cfg}, start_layer=sl.name, masks={sl.name: mask}, images=idx,
+                     decisions={sl.name: pred}, cap=1.0, batch=3) == pytest.approx(direct)
+
+
+def test_opt_err_cap_stops_early_when_every_image_can_only_be_lost():
+    torch.manual_seed(0)
+    net = quant.fold_batchnorm(randomised_bn(CifarResNet(8)).eval())
+    x = torch.randn(12, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        y = net(x).argmax(1)   # labels = exact predictions: every image starts right
+    s = sp.Setup("resnet8", net, [(x[:8], y[:8]), (x[8:], y[8:])], [(x, y)])
+    layer = s.layers[0].name
+    cfg = s.config(layer, 1.0, 2)
+    full = s.opt_err({layer: cfg}, start_layer=layer)
+    assert full >= 0.5   # aggressive speculation flips most images
+    low = s.opt_err({layer: cfg}, start_layer=layer, images=torch.arange(12), cap=0.2, batch=1)
+    assert 0.2 < low < full   # stopped as soon as the loss passed the cap
+    assert s.opt_err({layer: cfg}, start_layer=layer, images=torch.arange(12), cap=0.2, batch=12) == pytest.approx(full)
+
+
+def test_kernel_profile_with_a_cap_keeps_param_k(resnet_setup):
+    s = resnet_setup
+    full = sp.kernel_profile(s, [0.0, 1.0], [4], 4, progress=False)
+    cap = float(np.quantile(full.loc[full["simulated"], "err"], 0.5)) if full["simulated"].any() else 0.0
+    capped = sp.kernel_profile(s, [0.0, 1.0], [4], 4, progress=False, err_cap=cap)
+    assert (capped["capped"] == (capped["err"] > cap + 1e-12)).all()
+    assert (capped["err"] <= full["err"] + 1e-12).all()
+    for eps in (0.0, cap):
+        assert sp.param_k(capped, eps) == sp.param_k(full, eps)
+
+
 def test_kernel_profile_rows_and_shortcut(resnet_setup):
     s = resnet_setup
     prof = sp.kernel_profile(s, [0.0, 1.0], [4], 4, progress=False)
@@ -189,3 +244,51 @@ def test_speculation_partial_matches_a_masked_conv():
         full = F.conv2d(x, conv.weight * mask, conv.bias, 1, 1)
         part = sp.speculation_partial(conv, x, (conv.weight * mask)[[0, 2]], torch.tensor([0, 2]), None)
     torch.testing.assert_close(part, full[:, [0, 2]])
+
+
+def _acc_rows(model, eps, macs, dense=100):
+    """Accelerator rows of two SnaPEA layers and one dense layer, cycles proportional to MACs."""
+    rows = [{"model": model, "eps": eps, "mode": "exact" if eps < 0 else "predictive", "layer": name,
+             "snapea_layer": True, "dense_macs": dense, "baseline_cycles": float(dense), "baseline_energy_pj": float(dense),
+             "snapea_macs": m, "cycles_lanes4": float(m), "snapea_energy_pj": float(m)}
+            for name, m in zip(("a", "b"), macs)]
+    rows.append({"model": model, "eps": eps, "mode": rows[0]["mode"], "layer": "first", "snapea_layer": False,
+                 "dense_macs": dense, "baseline_cycles": float(dense), "baseline_energy_pj": float(dense),
+                 "snapea_macs": dense, "cycles_lanes4": float(dense), "snapea_energy_pj": float(dense)})
+    return rows
+
+
+def _layer_rows(model, eps, predictive):
+    return [{"model": model, "eps": eps, "layer": name, "predictive": p, "negatives": 10, "positives": 10,
+             "true_negatives": 4, "false_negatives": 1} for name, p in zip(("a", "b"), predictive)]
+
+
+def test_summarize_counts_only_layers_with_a_real_mac_cut():
+    # exact mode: a = 80, b = 50 MACs; at eps = 0.03 both layers speculate, but only a loses >= 5 % (80 -> 40),
+    # b loses 2 % (50 -> 49): one layer of two counts, and its speedup over dense is 100 / 40 = 2.5x.
+    acc = pd.DataFrame(_acc_rows("m", -1.0, (80, 50)) + _acc_rows("m", 0.03, (40, 49)))
+    layers = pd.DataFrame(_layer_rows("m", -1.0, (False, False)) + _layer_rows("m", 0.03, (True, True)))
+    cut = sp.predictive_mac_cut(acc, "m", 0.03)
+    assert cut["a"] == pytest.approx(0.5) and cut["b"] == pytest.approx(0.02)
+    s = sp.summarize(acc, layers).set_index("eps")
+    assert s.loc[0.03, "share_layers_predictive"] == 1.0
+    assert s.loc[0.03, "share_layers_mac_cut"] == 0.5
+    assert s.loc[0.03, "mac_cut_layers_speedup"] == pytest.approx(2.5)
+    assert s.loc[0.03, "mac_cut_layers_energy_reduction"] == pytest.approx(2.5)
+    assert s.loc[0.03, "max_layer_mac_cut"] == pytest.approx(0.5)
+    assert s.loc[0.03, "true_negative_rate"] == pytest.approx(0.4)
+    assert s.loc[-1.0, "share_layers_mac_cut"] == 0.0 and np.isnan(s.loc[-1.0, "mac_cut_layers_speedup"])
+    # a stricter criterion drops layer a too; a looser one (1 %) counts b
+    assert sp.summarize(acc, layers, min_cut=0.6).set_index("eps").loc[0.03, "share_layers_mac_cut"] == 0.0
+    assert sp.summarize(acc, layers, min_cut=0.01).set_index("eps").loc[0.03, "share_layers_mac_cut"] == 1.0
+    # a layer with a MAC cut but no speculating kernel (noise between runs) does not count
+    layers2 = pd.DataFrame(_layer_rows("m", -1.0, (False, False)) + _layer_rows("m", 0.03, (False, True)))
+    assert sp.summarize(acc, layers2).set_index("eps").loc[0.03, "share_layers_mac_cut"] == 0.0
+    with pytest.raises(ValueError, match="exact-mode"):
+        sp.predictive_mac_cut(acc[acc["eps"] > 0], "m", 0.03)
+
+
+def test_split_overlap_is_disjoint_and_sized():
+    d = sp.split_overlap("resnet20", 1000, 2000, 0)
+    assert d == {"n_opt": 1000, "n_test": 2000, "shared": 0}
+    assert sp.split_overlap("cifarquick", 256, None, 3) == {"n_opt": 256, "n_test": 10000 - 256, "shared": 0}

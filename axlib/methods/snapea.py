@@ -256,12 +256,17 @@ class Setup:
         return LayerConfig(th.copy(), np.broadcast_to(np.asarray(n, dtype=np.int64), (sl.kernels,)).copy())
 
     def opt_err(self, configs: dict[str, LayerConfig], start_layer: str | None = None, masks=None,
-                images: torch.Tensor | None = None, decisions=None) -> float:
+                images: torch.Tensor | None = None, decisions=None, cap: float | None = None,
+                batch: int = 250) -> float:
         """Accuracy loss (fraction of the whole optimisation split) with ``configs`` speculating.
 
         ``start_layer``: every speculating layer is in this layer's stage or later, so the run starts
         there on cached exact inputs. ``images``: indices of the only images whose result can change
-        (the others are left out of the run and keep their exact result)."""
+        (the others are left out of the run and keep their exact result). ``cap``: only whether the
+        loss exceeds ``cap`` matters beyond it: the images the exact network gets wrong (the only ones
+        that can be gained) run first, then the run stops once the loss is above ``cap``, since every
+        remaining image can only add to it. The value returned is then a lower bound above ``cap``;
+        at or below ``cap`` it is exact."""
         if start_layer is None:
             s, xs = 0, torch.cat([x for x, _ in self.opt])
         else:
@@ -269,9 +274,20 @@ class Setup:
         idx = torch.arange(len(self.opt_labels)) if images is None else images
         if len(idx) == 0:
             return 0.0
+        exact = self.exact_opt_hits[idx]
+        if cap is not None:
+            order = torch.cat([torch.nonzero(~exact).flatten(), torch.nonzero(exact).flatten()])
+            idx, exact = idx[order], exact[order]
+            decisions = {k: v[order.to(v.device)] for k, v in decisions.items()} if decisions else decisions
+        n_total, lost = len(self.opt_labels), 0
         with torch.no_grad(), Speculator(self.net, self.layers, configs, masks=masks, decisions=decisions):
-            got = self.hits(s, xs[idx], self.opt_labels[idx])
-        return float(self.exact_opt_hits[idx].sum() - got.sum()) / len(self.opt_labels)
+            for i in range(0, len(idx), batch):
+                b = idx[i:i + batch]
+                got = stages_mod.run_stages(self.stages, s, xs[b]).argmax(1) == self.opt_labels[b]
+                lost += int(exact[i:i + batch].sum() - got.sum())
+                if cap is not None and lost / n_total > cap + 1e-12 and bool(exact[i + batch:].all()):
+                    break
+        return lost / n_total
 
 
 @functools.lru_cache(maxsize=2)
@@ -305,12 +321,16 @@ def layer_ops(sl: SnapLayer, cap: dict, cfg: LayerConfig | None) -> np.ndarray:
 # --------------------------------------------------------------------------- Algorithm 1
 
 
-def kernel_profile(s: Setup, th_mults: list[float], ns: list[int], n_ops: int, progress: bool = True) -> pd.DataFrame:
+def kernel_profile(s: Setup, th_mults: list[float], ns: list[int], n_ops: int, progress: bool = True,
+                   err_cap: float | None = None) -> pd.DataFrame:
     """KERNELPROFILINGPASS: for every kernel of every SnaPEA layer and every ``(th, n)`` of the grid
     (plus the exact mode), its MACs on the first ``n_ops`` optimisation images (Eq. 3.1, numba) and
     the accuracy loss on the optimisation split when it alone speculates. Only images on which the
     candidate zeroes at least one positive output can change, so only those are run (the loss is
-    still a fraction of the whole split); a candidate that zeroes none has loss 0 without a run."""
+    still a fraction of the whole split); a candidate that zeroes none has loss 0 without a run.
+    ``err_cap``: the largest acceptable loss that will be asked of this profile; a candidate's run stops
+    once its loss exceeds it (:meth:`Setup.opt_err` ``cap``; ``err`` is then a lower bound above the cap
+    and ``capped`` is True), which leaves :func:`param_k` unchanged for every ``eps <= err_cap``."""
     from tqdm import tqdm
 
     cap_all = s.capture(s.opt)
@@ -322,8 +342,8 @@ def kernel_profile(s: Setup, th_mults: list[float], ns: list[int], n_ops: int, p
     for sl in s.layers:
         exact_ops = layer_ops(sl, cap_ops[sl.name], None).sum(axis=(0, 2, 3))
         for k in range(sl.kernels):
-            rows.append({"layer": sl.name, "kernel": k, "th_mult": 0.0, "n": 0, "op": int(exact_ops[k]), "err": 0.0,
-                         "simulated": False})
+                rows.append({"layer": sl.name, "kernel": k, "th_mult": 0.0, "n": 0, "op": int(exact_ops[k]), "err": 0.0,
+                         "simulated": False, "capped": False})
         cap = cap_all[sl.name]
         pre = cap["out"] + (cap["res"] if cap["res"] is not None else 0)
         for n in ns:
@@ -341,10 +361,11 @@ def kernel_profile(s: Setup, th_mults: list[float], ns: list[int], n_ops: int, p
                         one = LayerConfig(np.where(np.arange(sl.kernels) == k, cfg.th, 0.0),
                                           np.where(np.arange(sl.kernels) == k, cfg.n, 0))
                         err = s.opt_err({sl.name: one}, start_layer=sl.name, masks={sl.name: mask}, images=touched,
-                                        decisions={sl.name: pred[touched, k:k + 1]})
+                                        decisions={sl.name: pred[touched, k:k + 1]}, cap=err_cap)
                         sim = True
                     rows.append({"layer": sl.name, "kernel": k, "th_mult": float(tm), "n": n_eff, "op": int(ops[k]),
-                                 "err": err, "simulated": sim})
+                                 "err": err, "simulated": sim,
+                                 "capped": err_cap is not None and err > err_cap + 1e-12})
                     bar.update(1)
     bar.close()
     return pd.DataFrame(rows)
@@ -552,26 +573,32 @@ def accelerator_rows(s: Setup, ops: dict[str, np.ndarray], n_images: int, lanes=
 
 
 def profile_point(model: str, th_mults: list[float], ns: list[int], n_opt: int, n_test, n_ops: int, seed: int,
-                  zoo_json: str = "{}") -> list[dict]:
-    """The kernel profile of one network (JSON records; cached by :func:`axlib.sweep.run_grid`)."""
+                  zoo_json: str = "{}", err_cap: float | None = None) -> list[dict]:
+    """The kernel profile of one network (JSON records; cached by :func:`axlib.sweep.run_grid`);
+    ``err_cap``: see :func:`kernel_profile`."""
     s = setup(model, n_opt, n_test, seed, zoo_json)
-    return kernel_profile(s, th_mults, ns, n_ops).to_dict("records")
+    return kernel_profile(s, th_mults, ns, n_ops, err_cap=err_cap).to_dict("records")
 
 
 def mode_point(model: str, eps: float | None, th_mults: list[float], ns: list[int], n_opt: int, n_test, n_ops: int,
-               seed: int, zoo_json: str = "{}") -> dict:
+               seed: int, zoo_json: str = "{}", err_cap: float | None = None) -> dict:
     """One network at one acceptable loss ``eps`` (None: exact mode, no speculation): Algorithm 1 on
     the optimisation split, then test accuracy (torch, all test images) and op counts, true/false
-    negatives and the accelerator model on the first ``n_ops`` test images (numba forward)."""
+    negatives and the accelerator model on the first ``n_ops`` test images (numba forward).
+    ``err_cap`` (>= ``eps``): the kernel profile stops each candidate's run once its loss exceeds it
+    (:func:`kernel_profile`); None runs every candidate to the end."""
     from axlib import sweep
 
     s = setup(model, n_opt, n_test, seed, zoo_json)
     chosen, trace, local = None, [], {}
     if eps is not None:
-        prof = pd.DataFrame(sweep.run_grid(profile_point, [dict(model=model, th_mults=th_mults, ns=ns, n_opt=n_opt,
-                                                                 n_test=n_test, n_ops=n_ops, seed=seed,
-                                                                 zoo_json=zoo_json)],
-                                           name=PROFILE_VERSION, progress=False)[0])
+        if err_cap is not None and eps > err_cap + 1e-12:
+            raise validate.ParameterError(f"eps={eps} is above err_cap={err_cap}: the capped profile cannot rank it")
+        point = dict(model=model, th_mults=th_mults, ns=ns, n_opt=n_opt, n_test=n_test, n_ops=n_ops, seed=seed,
+                     zoo_json=zoo_json)
+        if err_cap is not None:
+            point["err_cap"] = err_cap
+        prof = pd.DataFrame(sweep.run_grid(profile_point, [point], name=PROFILE_VERSION, progress=False)[0])
         chosen, trace, local = algorithm1(s, prof, eps)
     configs = {} if chosen is None else {k: LayerConfig(e["th_mult"] * s.scale[k], e["n"]) for k, e in chosen.items()}
     sp = Speculator(s.net, s.layers, configs, tally=True)
@@ -615,12 +642,17 @@ MODE_VERSION = "snapea-mode-v2"  # v2: SnaPEA MAC energy with broadcast weight/i
 
 
 def mode_sweep(model_names: list[str], eps_values: list, th_mults: list[float], ns: list[int], n_opt: int, n_test,
-               n_ops: int, seed: int, zoo_json: str = "{}") -> list[dict]:
-    """:func:`mode_point` for every network and acceptable loss (None = exact mode), cached per point."""
+               n_ops: int, seed: int, zoo_json: str = "{}", cap_profile: bool = False) -> list[dict]:
+    """:func:`mode_point` for every network and acceptable loss (None = exact mode), cached per point.
+    With ``cap_profile`` the kernel profile stops each candidate once its loss exceeds the largest
+    ``eps`` (exact for every ``eps`` here, much cheaper; cached apart from an uncapped profile)."""
     from axlib import sweep
 
+    budgets = [e for e in eps_values if e is not None]
+    cap = {"err_cap": float(max(budgets))} if cap_profile and budgets else {}
     points = [dict(model=m, eps=e, th_mults=list(th_mults), ns=list(ns), n_opt=n_opt, n_test=n_test, n_ops=n_ops,
-                   seed=seed, zoo_json=zoo_json) for m in model_names for e in eps_values]
+                   seed=seed, zoo_json=zoo_json, **(cap if e is not None else {}))
+              for m in model_names for e in eps_values]
     return sweep.run_grid(mode_point, points, name=MODE_VERSION)
 
 
@@ -639,17 +671,46 @@ def tables(results: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFram
     return pd.DataFrame(nets), pd.DataFrame(layers), pd.DataFrame(acc), pd.DataFrame(traces)
 
 
-def summarize(acc: pd.DataFrame, layers: pd.DataFrame, lanes: int = 4) -> pd.DataFrame:
+#: Table 3.4 criterion: a layer counts as "in predictive mode" when speculation cuts its executed
+#: MACs by at least this fraction below its exact-mode MACs on the same images.
+MIN_MAC_CUT = 0.05
+
+
+def predictive_mac_cut(acc: pd.DataFrame, model: str, eps: float) -> pd.Series:
+    """Per SnaPEA layer of ``model`` at ``eps``: the fraction of its exact-mode MACs (Eq. 3.1, ``eps = -1``
+    rows of ``acc``, same ``n_ops`` images) that the predictive configuration removes, 1 - MACs / exact MACs
+    (0 for the exact mode itself; negative would mean more MACs). Indexed by layer."""
+    sn = acc[(acc["model"] == model) & acc["snapea_layer"]]
+    ex = sn[sn["eps"] == -1.0].set_index("layer")["snapea_macs"]
+    if ex.empty:
+        raise ValueError(f"no exact-mode rows (eps = -1) for {model}: the MAC cut needs them")
+    cur = sn[sn["eps"] == eps].set_index("layer")["snapea_macs"].reindex(ex.index)
+    return 1.0 - cur.astype(float) / ex.astype(float)
+
+
+def summarize(acc: pd.DataFrame, layers: pd.DataFrame, lanes: int = 4, min_cut: float = MIN_MAC_CUT) -> pd.DataFrame:
     """Per (model, eps): whole-network speedup and energy reduction over the dense baseline, the
     SnaPEA layers' MAC reduction, the share of SnaPEA layers in predictive mode and their mean
-    speedup and energy reduction, and the true/false negative rates (Tables 3.4, 3.5)."""
+    speedup and energy reduction, and the true/false negative rates (Tables 3.4, 3.5).
+
+    ``share_layers_predictive`` counts a layer when any kernel speculates; ``share_layers_mac_cut``
+    only when its executed MACs fall by at least ``min_cut`` below the exact mode
+    (:func:`predictive_mac_cut`; needs the exact-mode rows), and ``mac_cut_layers_speedup`` /
+    ``mac_cut_layers_energy_reduction`` are the mean per-layer speedup (``lanes`` lanes) and energy
+    reduction over the dense baseline of those layers (Table 3.4, second and third columns)."""
     rows = []
+    has_exact = bool((acc["eps"] == -1.0).any())
     for (model, eps), g in acc.groupby(["model", "eps"], sort=False):
         lay = layers[(layers["model"] == model) & (layers["eps"] == eps)].set_index("layer")
         sn = g[g["snapea_layer"]].set_index("layer")
         per_speed = sn["baseline_cycles"] / sn[f"cycles_lanes{lanes}"]
         per_energy = sn["baseline_energy_pj"] / sn["snapea_energy_pj"]
         pred = lay["predictive"].reindex(sn.index).fillna(False).astype(bool)
+        if has_exact and (acc[acc["model"] == model]["eps"] == -1.0).any():
+            cut = predictive_mac_cut(acc, model, eps).reindex(sn.index)
+            real = (cut >= min_cut - 1e-12) & pred
+        else:
+            cut, real = pd.Series(np.nan, index=sn.index), pd.Series(False, index=sn.index)
         tn = lay["true_negatives"].sum() / lay["negatives"].sum() if lay["negatives"].sum() else np.nan
         fn = lay["false_negatives"].sum() / lay["positives"].sum() if lay["positives"].sum() else np.nan
         rows.append({"model": model, "eps": eps,
@@ -659,6 +720,10 @@ def summarize(acc: pd.DataFrame, layers: pd.DataFrame, lanes: int = 4) -> pd.Dat
                      "share_layers_predictive": float(pred.mean()) if len(pred) else np.nan,
                      "predictive_layers_speedup": float(per_speed[pred].mean()) if pred.any() else np.nan,
                      "predictive_layers_energy_reduction": float(per_energy[pred].mean()) if pred.any() else np.nan,
+                     "share_layers_mac_cut": float(real.mean()) if len(real) and not cut.isna().all() else np.nan,
+                     "mac_cut_layers_speedup": float(per_speed[real].mean()) if real.any() else np.nan,
+                     "mac_cut_layers_energy_reduction": float(per_energy[real].mean()) if real.any() else np.nan,
+                     "max_layer_mac_cut": float(cut.max()) if not cut.isna().all() else np.nan,
                      "true_negative_rate": tn, "false_negative_rate": fn})
     return pd.DataFrame(rows)
 
@@ -733,6 +798,22 @@ PAPER_TABLE_3_5 = pd.DataFrame([("AlexNet", 0.6184, 0.2139), ("GoogLeNet", 0.663
 PAPER_LANES = {2: -0.26, 8: -0.36, 16: -0.45}
 #: Table 3.2.
 PAPER_AREA_MM2 = {"SnaPEA": 18.6, "EYERISS": 17.8}
+
+
+def split_overlap(model: str, n_opt: int, n_test, seed: int) -> dict:
+    """Sizes of the optimisation and test index sets that :func:`setup` draws for ``model``
+    (:func:`axlib.data.evaluation_split`) and how many images they share (0 by construction)."""
+    from axlib.data.arrays import load_arrays
+    from axlib.data.splits import calibration_test_split
+    from axlib.data.tensors import IMAGENET_DEFAULT_SECOND
+
+    spec = models.spec(model)
+    if spec.dataset == "imagenet":
+        n_total = n_opt + (IMAGENET_DEFAULT_SECOND if n_test is None else n_test)
+        a, b = calibration_test_split(n_total, n_opt, None, seed)
+    else:
+        a, b = calibration_test_split(len(load_arrays(spec.dataset, "test")), n_opt, n_test, seed)
+    return {"n_opt": len(a), "n_test": len(b), "shared": len(np.intersect1d(a, b))}
 
 
 #: Networks with a SnaPEA layer map (:func:`snapea_layers`).
