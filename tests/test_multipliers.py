@@ -26,6 +26,27 @@ def test_mre_follows_eq2_of_delaparra2021():
     assert m["worst_case_error"] == 1 and m["error_rank"] == 2
 
 
+def test_mre_eq2_pct_literal_reading_by_hand():
+    # 2-bit unsigned multiplier: n = 2^(2-1) = 2, Eq. (2) sums magnitudes i, j in 0..2 and divides by n*n = 4
+    t = np.outer(np.arange(4), np.arange(4))
+    t[1, 1] = 2      # exact 1: relative error 1
+    t[2, 2] = 3      # exact 4: relative error 1/4
+    t[3, 3] = 0      # exact 9: outside 0..n, ignored by the literal reading, counted by the all-pairs mean
+    m = mul.Multiplier("toy2", t, False, "unsigned", "test", "test")
+    assert mul.mre_eq2_pct(m) == pytest.approx(100 * (1 + 0.25) / 4)                  # 31.25 %
+    assert mul.error_metrics(m)["mre_pct"] == pytest.approx(100 * (1 + 0.25 + 1) / 16)  # 14.0625 %
+    assert mul.mre_eq2_pct(mul.exact(8)) == 0
+    with pytest.raises(ValueError, match="signed"):
+        mul.mre_eq2_pct(mul.exact(8, signed=True))
+
+
+@needs_tables
+def test_mre_eq2_pct_of_mul8u_kem():
+    kem = mul.get("evoapprox:mul8u_KEM")
+    assert mul.mre_eq2_pct(kem) == pytest.approx(0.553, abs=0.001)
+    assert mul.error_metrics(kem)["mre_pct"] == pytest.approx(0.175, abs=0.001)
+
+
 def test_truncated_multiplier():
     assert np.array_equal(mul.truncated(0).table, mul.exact(8).table)
     t4 = mul.truncated(4)
@@ -99,3 +120,29 @@ def test_16bit_circuits_from_parts():
     assert wide.metrics_8x16(None, "b")["mre_pct"] == 0
     with pytest.raises(ValueError, match="available"):
         wide.parts("mul16u_XYZ")
+
+
+def test_error_readings_of_ponzina2022_table1():
+    from axlib.multipliers import wide
+
+    m = {"mre_pct": 0.5, "mre_pct_evoapprox": 0.6, "mae_pct_of_2^32": 1e-4}
+    r = wide.error_readings(m, lib_mre_pct=0.007, lib_mae_pct=8e-5).set_index("reading")["value"]
+    assert r["MRE, all pairs (ours)"] == 0.5 and r["MRE, EvoApprox definition"] == 0.6
+    assert r["MRE as a fraction"] == pytest.approx(0.005)
+    assert r["MAE / 2^24"] == pytest.approx(1e-4 * 256)       # 2^32 / 2^24 = 256
+    assert r["MAE / 2^32 (EvoApprox MAE %)"] == 1e-4
+    assert r["MRE, full 16 x 16 (library)"] == 0.007 and r["MAE / 2^32, full 16 x 16 (library)"] == 8e-5
+
+
+def test_acc01_tables_get_both_mre_readings():
+    import pandas as pd
+
+    from axlib.methods import approx_eval
+
+    old = pd.DataFrame({"multiplier": ["fake-quant (exact, float)", "trunc4"], "mre_pct": [0.0, 1.0],
+                        "accuracy": [0.9, 0.8]})
+    new = approx_eval.with_mre_readings(old)
+    assert list(new.columns) == ["multiplier", "mre_pct", "mre_eq2_pct", "accuracy"]
+    assert new["mre_eq2_pct"].tolist() == [0.0, pytest.approx(mul.mre_eq2_pct(mul.get("trunc4")))]
+    assert new["mre_eq2_pct"].iloc[1] > 0
+    assert approx_eval.with_mre_readings(new) is new

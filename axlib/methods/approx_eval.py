@@ -65,7 +65,12 @@ def _predict(net, x, batch: int = 250) -> torch.Tensor:
 
 
 def point(model: str, multiplier: str | None, n_test, n_calib: int, seed: int) -> dict:
-    """Accuracy with ``multiplier`` (None: exact fake quantization) and agreement with the exact path."""
+    """Accuracy with ``multiplier`` (None: exact fake quantization) and agreement with the exact path.
+
+    The multiplier's MRE is given in both readings of Eq. (2) of delaparra2021, in %: ``mre_pct`` is the mean
+    over all 256 x 256 operand pairs, ``mre_eq2_pct`` the literal sum over magnitudes 0..128 divided by 128²
+    (:func:`axlib.multipliers.mre_eq2_pct`). Accuracies are fractions of ``n_test`` images.
+    """
     net, calib, xt, yt = _setup(model, n_test, n_calib, seed)
     mult = multipliers.get(multiplier) if multiplier else None
     pred = _predict(approximate(net, mult, calib), xt)
@@ -74,10 +79,27 @@ def point(model: str, multiplier: str | None, n_test, n_calib: int, seed: int) -
         float_acc = (_predict(net.eval(), xt) == yt).float().mean().item()
     return {"model": model, "multiplier": multiplier or "fake-quant (exact, float)",
             "mre_pct": multipliers.error_metrics(mult)["mre_pct"] if mult else 0.0,
+            "mre_eq2_pct": multipliers.mre_eq2_pct(mult) if mult else 0.0,
             "accuracy": (pred == yt).float().mean().item(), "float_accuracy": float_acc,
             "agreement_with_exact_path": (pred == ref).float().mean().item(), "n_test": len(yt)}
 
 
 def evaluate(model: str, mults: list[str], n_test, n_calib: int, seed: int) -> pd.DataFrame:
     points = [dict(model=model, multiplier=m, n_test=n_test, n_calib=n_calib, seed=seed) for m in [None, *mults]]
-    return pd.DataFrame(sweep.run_grid(point, points, name="approx-eval-v1"))
+    return pd.DataFrame(sweep.run_grid(point, points, name="approx-eval-v2"))
+
+
+def with_mre_readings(acc: pd.DataFrame) -> pd.DataFrame:
+    """``acc`` (a saved :func:`evaluate` table) with both MRE readings of Eq. (2) of delaparra2021, in %.
+
+    Runs saved before ``mre_eq2_pct`` existed lack that column; it is a property of the multiplier's truth
+    table alone (no network involved), so it is filled in from the registry names in ``multiplier``
+    (the fake-quant reference row gets 0). Tables that have the column are returned unchanged.
+    """
+    if "mre_eq2_pct" in acc.columns:
+        return acc
+    out = acc.copy()
+    out.insert(out.columns.get_loc("mre_pct") + 1, "mre_eq2_pct",
+               [0.0 if m.startswith("fake-quant") else multipliers.mre_eq2_pct(multipliers.get(m))
+                for m in out["multiplier"]])
+    return out

@@ -26,7 +26,7 @@ from axlib.multipliers.core import (
     truncated,
 )
 from axlib.multipliers.evoapprox import evoapprox, evoapprox_names, published_evoapprox
-from axlib.multipliers.metrics import error_matrix, error_metrics
+from axlib.multipliers.metrics import error_matrix, error_metrics, mre_eq2_pct
 from axlib.multipliers.registry import get, names
 from axlib.multipliers.wide import ByteSlicedMultiplier, get_8x16
 
@@ -43,6 +43,7 @@ __all__ = [
     "from_npy",
     "get",
     "get_8x16",
+    "mre_eq2_pct",
     "names",
     "published_evoapprox",
     "sign_magnitude",

@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from axlib.multipliers.evoapprox import _path
 from axlib.validate import ParameterError
@@ -40,8 +41,8 @@ def mul16(name: str, a, b) -> np.ndarray:
 def metrics_8x16(name: str | None, eight_bit: str = "a") -> dict:
     """Exhaustive metrics over the 2^24 pairs with one operand 8-bit (``eight_bit`` = "a" or "b").
 
-    ``name=None`` is the exact multiplier. Returns MRE per Eq. (2) of delaparra2021 (all pairs,
-    divisor ``max(1, exact)``), EvoApprox's MRE (pairs with exact != 0), MAE as % of 2^32, worst-case
+    ``name=None`` is the exact multiplier. Returns the MRE in Eq. (2)'s all-pairs reading (delaparra2021;
+    mean over all pairs, divisor ``max(1, exact)``), EvoApprox's MRE (pairs with exact != 0), MAE as % of 2^32, worst-case
     error, mean error, in product units.
     """
     small = np.arange(256, dtype=np.int64)
@@ -64,6 +65,33 @@ def metrics_8x16(name: str | None, eight_bit: str = "a") -> dict:
     n = 256 * 65536
     return {"mre_pct": 100 * sum_rel_all / n, "mre_pct_evoapprox": 100 * sum_rel_nz / max(n_nz, 1),
             "mae_pct_of_2^32": 100 * sum_abs / n / 2**32, "mean_error": sum_err / n, "worst_case_error": wce}
+
+
+def error_readings(m: dict, lib_mre_pct: float, lib_mae_pct: float) -> pd.DataFrame:
+    """Candidate readings of the "MRE (%)" column of ponzina2022's Table 1 (§4), one stated definition each.
+
+    ``m`` is :func:`metrics_8x16` of one circuit (8-bit operand in one input, 2^24 pairs); ``lib_mre_pct`` and
+    ``lib_mae_pct`` are the EvoApprox library's MRE % and MAE % of the full 16 x 16 circuit (MAE % there is
+    the mean absolute error over all 2^32 pairs divided by the 2^32 output range). Returns one row per reading:
+    ``reading``, ``definition``, ``value`` (in the unit the paper's column would then be in, printed as "%").
+
+    The paper does not define its MRE; these are the normalisations that a ~10^4 gap could come from. Each is
+    a definition applied to both circuits alike, never a constant fitted to one of them.
+    """
+    rows = [
+        ("MRE, all pairs (ours)", "mean over the 2^24 pairs of |e| / max(1, a*b), in %", m["mre_pct"]),
+        ("MRE, EvoApprox definition", "mean over pairs with a*b != 0 of |e| / (a*b), in %", m["mre_pct_evoapprox"]),
+        ("MRE, full 16 x 16 (library)", "EvoApprox library MRE of the 16 x 16 circuit, all 2^32 pairs, in %",
+         lib_mre_pct),
+        ("MRE as a fraction", "the all-pairs MRE as a fraction (not x 100), printed with a % sign", m["mre_pct"] / 100),
+        ("MAE / 2^24", "mean |e| over the 2^24 pairs / 2^24 (full scale of an 8 x 16 product), in %",
+         m["mae_pct_of_2^32"] * 2**8),
+        ("MAE / 2^32 (EvoApprox MAE %)", "mean |e| over the 2^24 pairs / 2^32 (output range of the 16 x 16 "
+         "circuit), in %", m["mae_pct_of_2^32"]),
+        ("MAE / 2^32, full 16 x 16 (library)", "EvoApprox library MAE % of the 16 x 16 circuit (all 2^32 pairs)",
+         lib_mae_pct),
+    ]
+    return pd.DataFrame(rows, columns=["reading", "definition", "value"])
 
 
 @dataclass(frozen=True, eq=False)
