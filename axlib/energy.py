@@ -264,8 +264,8 @@ def product_rmse(bits, mode: str = "round", full_bits: int = REFERENCE_BITS) -> 
 
 
 __all__ = ["HOROWITZ_2014_PJ", "MULT_SHARE", "REFERENCE_BITS", "TABLE1_ACTIVITY_ORDER", "adder_energy", "count_macs",
-           "MULTIPLIER_LAWS", "MULT_SHARE_N2", "horowitz_mult_share", "layer_macs", "mac_energy", "multiplier_energy", "network_energy", "product_rmse",
-           "zero_fractions"]
+           "MULTIPLIER_LAWS", "MULT_SHARE_N2", "horowitz_mult_share", "layer_macs", "mac_energy",
+           "multiplier_energy", "network_energy", "product_rmse", "zero_fractions"]
 
 
 # --------------------------------------------------------------------------- SnaPEA accelerator model
