@@ -354,3 +354,38 @@ def test_invalid_formula_and_grid_parameters():
         bloomreuse.grid_points([64], [128], [2])
     with pytest.raises(ParameterError, match=r"k_values has invalid value\(s\) \[0\]"):
         bloomreuse.grid_points([64], [4], [0, 2])
+
+
+def test_split_inputs_is_even_and_complete():
+    from axlib.methods import bloomreuse as br
+
+    assert br.split_inputs(12, 4) == [3, 3, 3, 3]
+    assert br.split_inputs(26, 6) == [5, 5, 4, 4, 4, 4]
+    assert br.split_inputs(10, 10) == [1] * 10
+    with pytest.raises(ParameterError):
+        br.split_inputs(3, 4)
+
+
+def test_unit_of_several_filters_has_no_false_negatives_and_the_union_rate():
+    from axlib.methods import bloomreuse as br
+
+    m, k, n_out, n_in = 64, 2, 4, 12
+    rates = [br.measure_unit_fp(m, k, n_out, n_in, s, 20_000) for s in range(8)]
+    assert all(r["false_negatives"] == 0 for r in rates)
+    measured = sum(r["false_positives"] for r in rates) / sum(r["queries"] for r in rates)
+    union = br.unit_union_bound(m, k, n_out, n_in)
+    single = bloom.fp_rate(m, n_in // n_out, k)
+    # any of 4 filters: about 4x one filter's rate (below the union bound), far above a single filter
+    assert single * 2.5 < measured < union * 1.15
+    one = br.measure_unit_fp(m, k, 1, 3, 0, 20_000)
+    assert abs(one["fp_rate"] - bloom.fp_rate(m, 3, k)) < 0.02
+
+
+def test_summarize_units_attaches_limits_and_bounds():
+    from axlib.methods import bloomreuse as br
+
+    raw = br.unit_fp_experiment(2, 10, 100, 200)
+    s = br.summarize_units(raw)
+    assert len(s) == len(br.THESIS_TABLE_2_3)
+    assert s["fp_limit"].notna().all() and (s["union_bound"] > 0).all()
+    assert (s["queries"] >= 2 * 100 * 0.99).all()

@@ -407,3 +407,24 @@ def test_bad_parameters_raise():
     assert bs.plan_runs([[9, 5], [8, 10]], [64, 2], [[9, 5, 32, 3]], "truncated", ["mean"]) == [
         (9, 5, 0, 0, "truncated"), (8, 10, 0, 0, "truncated"), (9, 5, 64, 2, "truncated"), (8, 10, 64, 2, "truncated"),
         (9, 5, 32, 3, "truncated"), (9, 5, 0, 0, "mean"), (8, 10, 0, 0, "mean")]
+
+
+def test_check_models_accepts_the_mnist_networks_and_rejects_others():
+    assert bc.check_models(["lenet_tinydnn", "lenet5"]) == ["lenet_tinydnn", "lenet5"]
+    for bad in (["cifarquick"], [], ["lenet5", "lenet5"], "lenet5"):
+        with pytest.raises(ParameterError, match="models"):
+            bc.check_models(bad)
+
+
+def test_tinydnn_network_runs_through_the_profiling_forward():
+    from axlib.models.lenet_tinydnn import LeNetTinyDnn
+
+    torch.manual_seed(0)
+    m = LeNetTinyDnn().eval()
+    x = torch.rand(4, 1, 28, 28) * 255.0 / 256.0
+    logits, inputs = bc.exact_forward(m, x)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    np.testing.assert_allclose(logits, ref, rtol=1e-4, atol=1e-5)
+    assert inputs["conv1"].shape == (4, 1, 32, 32)
+    assert inputs["conv1"].min() >= -1.0 and inputs["conv1"].max() <= 1.0

@@ -82,3 +82,43 @@ def test_zoo_trains_even_when_called_under_no_grad(tmp_path, monkeypatch):
     config.seed_everything(5)
     untrained = models.spec("lenet5").build()  # the same initial weights, before any step
     assert not torch.equal(m.state_dict()["conv1.weight"], untrained.state_dict()["conv1.weight"])
+
+
+def test_lenet_tinydnn_has_the_layers_of_thesis_fig_2_3():
+    """akhlaghi2020 §2.5.1: conv, pool, conv, pool, conv, FC with average pooling; tiny-dnn's sizes and MACs."""
+    from torch import nn
+
+    from axlib.methods import bloom_cnn as bc
+    from axlib.models.lenet_tinydnn import LeNetTinyDnn
+
+    m = LeNetTinyDnn().eval()
+    kinds = [type(c).__name__ for c in m.children() if isinstance(c, nn.Conv2d | nn.Linear | nn.AvgPool2d | nn.MaxPool2d)]
+    assert kinds == ["Conv2d", "AvgPool2d", "Conv2d", "AvgPool2d", "Conv2d", "Linear"]
+    assert sum(isinstance(c, nn.Tanh) for c in m.children()) == 3
+    assert [tuple(lay.weight.shape) for lay in bc.layers_of(m)] == [(6, 1, 5, 5), (16, 6, 5, 5), (120, 16, 5, 5),
+                                                                   (10, 120, 1, 1)]
+    macs = bc.mults_per_image(m, (1, 28, 28))
+    assert macs == {"conv1": 6 * 25 * 28 * 28, "conv2": 16 * 6 * 25 * 10 * 10, "conv3": 120 * 16 * 25, "fc": 1200}
+    assert sum(macs.values()) == 406_800
+    assert m(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_lenet_tinydnn_input_is_32x32_in_minus_one_to_one():
+    from axlib.models.lenet_tinydnn import TinyDnnInput
+
+    pixels = torch.tensor([0.0, 1.0, 128.0, 255.0])
+    x = (pixels / 256.0).view(1, 1, 1, 4).expand(2, 1, 28, 4).reshape(2, 1, 28, 4).repeat(1, 1, 1, 7)
+    y = TinyDnnInput()(x)
+    assert y.shape == (2, 1, 32, 32)
+    assert y.min() >= -1.0 and y.max() <= 1.0 + 1e-6
+    assert (y[:, :, :2, :] == -1.0).all() and (y[:, :, :, -2:] == -1.0).all()  # padding is background
+    inner = y[0, 0, 2, 2:6]
+    assert inner[0] == -1.0  # black pixel exactly -1 (the background the padding uses)
+    assert torch.allclose(inner, 2 * pixels / 255.0 - 1.0, atol=1e-6)
+    assert abs(float(inner[3]) - 1.0) < 1e-6  # white pixel -> 1
+
+
+def test_lenet_tinydnn_is_a_registered_mnist_zoo_model():
+    s = models.spec("lenet_tinydnn")
+    assert (s.dataset, s.normalization, s.origin) == ("mnist", "scale", "zoo")
+    assert s.recipe.epochs >= 1

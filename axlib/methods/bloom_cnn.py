@@ -54,6 +54,8 @@ SCOPES = ("layer", "global")
 THESIS_FIG_2_4 = {"layer_exact_hit_rate_at_50": 0.10, "source": "akhlaghi2020 §2.5.2, text on Fig. 2.4"}
 #: akhlaghi2020 §2.5.3 (text on Fig. 2.5): hit rate with 50 stored patterns per layer.
 THESIS_FIG_2_5 = {"hit_rate_at_50": {10: 0.571, 9: 0.826}, "source": "akhlaghi2020 §2.5.3, text on Fig. 2.5"}
+#: MNIST networks of the zoo these pages profile; the first is the thesis's Fig. 2.3 network (§2.5.1), the default.
+MNIST_MODELS = ("lenet_tinydnn", "lenet5")
 #: LeNet/MNIST profiling set of the thesis: 5 % of the 60,000 training images, chosen at random (§2.7.2).
 THESIS_PROFILE_FRACTION = 0.05
 
@@ -464,6 +466,12 @@ def check_profile_params(apx_bits, n_max: int, n_profile: int, n_test: int, seed
     return apx_bits
 
 
+def check_models(models) -> list[str]:
+    """Validate a list of MNIST zoo networks (names from :data:`MNIST_MODELS`, no repeats, at least one);
+    returns it as a list. The first one is the page's main network (its claims are checked on it)."""
+    return list(validate.unique("models", validate.choices("models", models, MNIST_MODELS)))
+
+
 def mnist_sets(n_profile: int, n_test: int, seed: int):
     """(profiling images, test images, test labels): ``n_profile`` random MNIST training images (the profiling
     set, thesis §2.7.2) and ``n_test`` random MNIST test images (disjoint by construction), scaled x/256."""
@@ -576,7 +584,8 @@ def _cum_at(counts: np.ndarray, ns: np.ndarray) -> np.ndarray:
 
 def hit_rate_experiment(apx_bits, n_max: int, n_profile: int, n_test: int, seed: int = 0, scopes=SCOPES,
                         model_name: str = "lenet5", progress=None):
-    """Figs. 2.4/2.5: the cached LeNet-5, ``n_profile`` profiling images, ``n_test`` test images.
+    """Figs. 2.4/2.5: the cached zoo network ``model_name`` (one of :data:`MNIST_MODELS`), ``n_profile``
+    profiling images, ``n_test`` test images.
 
     Returns ``(curves, patterns, meta)``; meta holds the model's test accuracy and the image counts.
     """

@@ -32,6 +32,9 @@ from axlib.kernels import bloom
 #: Queries generated per batch (bounds memory: 8 bytes per key).
 QUERY_BATCH = 1 << 21
 
+#: Most absent-key queries per simulated function unit (:func:`unit_fp_experiment`).
+UNIT_MAX_QUERIES = 100_000
+
 #: Thesis §2.7.2 / Table 2.5: the two BF settings (m = BV size, k = #hash, n = #inp per BF) chosen to
 #: satisfy a false-positive rate of 0.001 for the LeNet/MNIST multiplier.
 THESIS_TABLE_2_5 = pd.DataFrame([
@@ -172,6 +175,100 @@ def fp_sweep(points: list[dict], seeds: list[int], min_fp_events: int, min_queri
         if progress is not None:
             progress(pt)
     return pd.DataFrame(rows)
+
+
+def split_inputs(n_in: int, n_out: int) -> list[int]:
+    """Stored inputs per filter when a unit's ``n_in`` inputs belong to ``n_out`` output values (one filter per
+    output value, thesis §2.5.4): as even as possible, the first ``n_in % n_out`` filters one more. Needs
+    ``1 <= n_out <= n_in``."""
+    validate.integer("n_out", n_out, 1)
+    validate.integer("n_in", n_in, n_out)
+    q, r = divmod(n_in, n_out)
+    return [q + 1] * r + [q] * (n_out - r)
+
+
+def measure_unit_fp(m: int, k: int, n_out: int, n_in: int, seed: int, n_queries: int, key_bytes: int = 4) -> dict:
+    """False-positive rate of one function unit built as thesis §2.5.4 describes it: ``n_out`` filters (one per stored
+    output value, each ``m`` bits with ``k`` H3 hashes and its own coefficients), holding ``n_in`` distinct random keys
+    split by :func:`split_inputs`. An absent key is a false positive of the unit when *any* filter answers "maybe"
+    (the unit then returns a stored output for an input that has none).
+
+    Returns ``queries`` (absent-key trials), ``false_positives``, ``fp_rate`` (per absent-key look-up of the unit),
+    ``false_negatives`` (stored keys not found by their own filter; 0 for a correct BF), ``n_out``, ``n_in``.
+    """
+    space = 1 << (8 * key_bytes)
+    rng = np.random.default_rng([seed, m, k, n_out, n_in, key_bytes, 23])
+    keys = distinct_keys(rng, n_in, key_bytes)
+    keys = keys[rng.permutation(n_in)]
+    filters, false_negatives, start = [], 0, 0
+    for n_i in split_inputs(n_in, n_out):
+        bf = bloom.BloomFilter(m, k, key_bytes, seed=rng)
+        own = keys[start:start + n_i]
+        start += n_i
+        bf.insert(own)
+        false_negatives += int((~bf.query(own)).sum())
+        filters.append(bf)
+    stored = np.sort(keys)
+    trials = fps = 0
+    left = int(n_queries)
+    while left > 0:
+        q = rng.integers(0, space, size=min(left, QUERY_BATCH), dtype=np.uint64)
+        left -= q.size
+        hit = np.zeros(q.size, dtype=np.bool_)
+        for bf in filters:
+            hit |= bf.query(q)
+        h = q[hit]
+        members = int(np.isin(h, stored).sum())
+        trials += q.size - members
+        fps += h.size - members
+    return {"m": m, "k": k, "n_out": n_out, "n_in": n_in, "seed": seed, "queries": trials, "false_positives": fps,
+            "fp_rate": fps / trials if trials else float("nan"), "false_negatives": false_negatives}
+
+
+def unit_union_bound(m: int, k: int, n_out: int, n_in: int) -> float:
+    """Eq. (2.1) summed over a unit's filters (:func:`split_inputs`): an upper bound on its false-positive rate."""
+    return float(sum(bloom.fp_rate(m, n_i, k) for n_i in split_inputs(n_in, n_out)))
+
+
+def unit_fp_experiment(n_seeds: int, min_fp_events: int, min_queries: int, max_queries: int, key_bytes: int = 4,
+                       seed: int = 0, progress=None) -> pd.DataFrame:
+    """Every Table 2.3 unit as ``n_out`` filters (:func:`measure_unit_fp`), ``n_seeds`` independent units each.
+
+    Queries per unit are sized as in :func:`queries_per_filter`, from the union bound, but at most
+    :data:`UNIT_MAX_QUERIES` (a unit queries all its filters; the claim compares with limits >= 1e-4, which
+    ``n_seeds * UNIT_MAX_QUERIES`` queries resolve). One row per (unit, seed):
+    ``setting, app, fu, m, k, n_out, n_in, seed, queries, false_positives, false_negatives``.
+    """
+    rows = []
+    for r in thesis_table_2_3().itertuples():
+        p = unit_union_bound(r.m, r.k, r.n_out, r.n_in)
+        cap = min(max_queries, UNIT_MAX_QUERIES)
+        q = int(min(cap, max(min(min_queries, cap), math.ceil(min_fp_events / (n_seeds * p))))) if p > 0 else cap
+        for s in range(seed, seed + n_seeds):
+            res = measure_unit_fp(r.m, r.k, r.n_out, r.n_in, s, q, key_bytes)
+            rows.append({"setting": r.setting, "app": r.app, "fu": r.fu, **{c: res[c] for c in (
+                "m", "k", "n_out", "n_in", "seed", "queries", "false_positives", "false_negatives")}})
+        if progress is not None:
+            progress(r)
+    return pd.DataFrame(rows)
+
+
+def summarize_units(raw: pd.DataFrame) -> pd.DataFrame:
+    """One row per unit: ``fp_mean`` (mean of the units' rates), ``se`` (sd / sqrt(seeds), floored at the binomial
+    standard error of the pooled queries), ``union_bound`` (:func:`unit_union_bound`), ``fp_limit`` (Table 2.1)."""
+    raw = raw.assign(fp_rate=raw["false_positives"] / raw["queries"])
+    g = raw.groupby(["setting", "app", "fu", "m", "k", "n_out", "n_in"], sort=False)
+    out = g.agg(seeds=("seed", "size"), queries=("queries", "sum"), false_positives=("false_positives", "sum"),
+                false_negatives=("false_negatives", "sum"), fp_mean=("fp_rate", "mean"),
+                fp_sd=("fp_rate", "std")).reset_index()
+    out["union_bound"] = [unit_union_bound(m, k, o, i) for m, k, o, i in zip(out["m"], out["k"], out["n_out"],
+                                                                              out["n_in"])]
+    pooled = out["false_positives"] / out["queries"]
+    binom = np.sqrt(pooled.clip(lower=1e-12) * (1 - pooled) / out["queries"])
+    out["se"] = np.maximum(out["fp_sd"].fillna(0) / np.sqrt(out["seeds"]), binom)
+    limits = thesis_table_2_3().set_index("setting")["fp_limit"]
+    out["fp_limit"] = out["setting"].map(limits).to_numpy()
+    return out
 
 
 # --------------------------------------------------------------------------- summary

@@ -125,27 +125,31 @@ def _eq2_1(*, m_values, bits_per_key, k_values, n_seeds, min_fp_events, min_quer
 
 
 @_register("akhlaghi2020/fig2_11")
-def _fig2_11(*, modes, bf_main, bf_extra, stored_value, ablation_values, bf_grouping, n_profile, n_test, mult_pj,
-             seed, profile):
+def _fig2_11(*, models, modes, bf_main, bf_extra, stored_value, ablation_values, bf_grouping, n_profile, n_test,
+             mult_pj, seed, profile):
+    from axlib.methods import bloom_cnn as bc
     from axlib.methods import bloom_cnn_serve as bs
 
+    bc.check_models(models)
     bs.plan_runs(modes, bf_main, bf_extra, stored_value, ablation_values)
     bs.check_inference_params(n_profile, n_test, seed, mult_pj, bf_grouping)
     _profile(profile)
 
 
 @_register("akhlaghi2020/fig2_4")
-def _fig2_4(*, n_max, n_profile, n_test, seed, profile):
+def _fig2_4(*, models, n_max, n_profile, n_test, seed, profile):
     from axlib.methods import bloom_cnn as bc
 
+    bc.check_models(models)
     bc.check_profile_params([32], n_max, n_profile, n_test, seed, bc.SCOPES)
     _profile(profile)
 
 
 @_register("akhlaghi2020/fig2_5")
-def _fig2_5(*, apx_bits, n_max, n_profile, n_test, seed, profile):
+def _fig2_5(*, models, apx_bits, n_max, n_profile, n_test, seed, profile):
     from axlib.methods import bloom_cnn as bc
 
+    bc.check_models(models)
     bc.check_profile_params(apx_bits, n_max, n_profile, n_test, seed, ["layer"])
     _profile(profile)
 
@@ -443,7 +447,8 @@ def _moons_search(models, bits, min_bits, n_search, n_heldout, n_calib, seed, zo
 
 
 @_register("moons2016/fig04")
-def _moons_fig04(*, models, target, uniform_target, bits, min_bits, n_search, n_heldout, n_calib, seed, zoo, profile):
+def _moons_fig04(*, models, target, uniform_target, bits, min_bits, n_search, n_heldout, n_calib, seed, zoo,
+                 profile):
     validate.number("target", target, lo=0.01, hi=1.0)
     validate.number("uniform_target", uniform_target, lo=0.01, hi=1.0)
     _moons_search(models, bits, min_bits, n_search, n_heldout, n_calib, seed, zoo, profile, [target, uniform_target])
@@ -457,8 +462,8 @@ def _moons_fig05(*, models, bits, n_search, n_heldout, n_energy, n_calib, seed, 
 
 
 @_register("moons2016/fig06")
-def _moons_fig06(*, models, targets, uniform_target, bits, min_bits, n_search, n_heldout, n_energy, n_calib, seed, zoo,
-                 mult_share, profile):
+def _moons_fig06(*, models, targets, uniform_target, bits, min_bits, n_search, n_heldout, n_energy, n_calib,
+                 seed, zoo, mult_share, profile):
     values = validate.unique("targets", validate.numbers("targets", targets, lo=0.01, hi=1.0))
     validate.number("uniform_target", uniform_target, lo=0.01, hi=1.0)
     validate.integer("n_energy", n_energy, lo=1, hi=9999)
@@ -467,8 +472,8 @@ def _moons_fig06(*, models, targets, uniform_target, bits, min_bits, n_search, n
 
 
 @_register("moons2016/fig07")
-def _moons_fig07(*, models, target, uniform_target, bits, min_bits, n_search, n_heldout, n_energy, n_calib, seed, zoo,
-                 mult_share, profile):
+def _moons_fig07(*, models, target, uniform_target, bits, min_bits, n_search, n_heldout, n_energy, n_calib,
+                 seed, zoo, mult_share, profile):
     validate.number("target", target, lo=0.01, hi=1.0)
     validate.number("uniform_target", uniform_target, lo=0.01, hi=1.0)
     validate.integer("n_energy", n_energy, lo=1, hi=9999)

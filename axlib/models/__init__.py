@@ -14,6 +14,7 @@ from torch import nn
 from axlib import provenance, validate
 from axlib.models.cifarquick import CifarQuick
 from axlib.models.lenet import LeNet5Caffe
+from axlib.models.lenet_tinydnn import LeNetTinyDnn
 from axlib.models.resnet_cifar import CifarResNet
 from axlib.models.vggf_cifar import VGGfCifar
 from axlib.models.zoo import Recipe, accuracy, train_or_load, with_overrides
@@ -41,6 +42,11 @@ MODELS: dict[str, ModelSpec] = {
         "lenet5", "mnist", "scale", LeNet5Caffe, "zoo",
         Recipe(epochs=8, batch_size=64, lr=0.02, momentum=0.9, weight_decay=5e-4),
         "LeNet-5 (Caffe variant), MNIST"),
+    "lenet_tinydnn": ModelSpec(
+        "lenet_tinydnn", "mnist", "scale", LeNetTinyDnn, "zoo",
+        Recipe(epochs=4, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4),
+        "LeNet-like network of akhlaghi2020 Fig. 2.3 (tiny-dnn MNIST example: tanh, average pooling, "
+        "32x32 input in [-1, 1]), MNIST"),
     "cifarquick": ModelSpec(
         "cifarquick", "cifar10", "cifar_meanstd", CifarQuick, "zoo",
         Recipe(epochs=20, batch_size=100, lr=0.01, momentum=0.9, weight_decay=5e-4, augment=True,
