@@ -56,8 +56,6 @@ def mre_eq2_pct(m: Multiplier) -> float:
         raise ValueError(f"{m.name}: Eq. (2) is read over unsigned magnitudes 0..2^(bw-1); this table is signed")
     if m.a_bits != m.w_bits:
         raise ValueError(f"{m.name}: Eq. (2) assumes equal operand widths, got {m.a_bits} and {m.w_bits} bits")
-    n = 1 << (m.a_bits - 1)
-    v = np.arange(n + 1, dtype=np.int64)
-    exact = np.outer(v, v)
-    abs_e = np.abs(m.table[: n + 1, : n + 1].astype(np.int64) - exact).astype(np.float64)
-    return 100.0 * float(np.sum(abs_e / np.maximum(1, exact))) / (n * n)
+    from axlib.multipliers.smapprox import mre_eq2  # the table-level formula; this adds the multiplier checks
+
+    return mre_eq2(m.table, m.a_bits)
