@@ -122,3 +122,46 @@ def test_lenet_tinydnn_is_a_registered_mnist_zoo_model():
     s = models.spec("lenet_tinydnn")
     assert (s.dataset, s.normalization, s.origin) == ("mnist", "scale", "zoo")
     assert s.recipe.epochs >= 1
+
+
+def test_delaparra_networks_match_table4_macs():
+    """delaparra2021 Table 4: ResNet8 12M, ResNet14 27M, ALL-CNN 281M, ResNet18 1,826M MACs (±5 %)."""
+    from axlib import energy
+
+    paper = {"resnet8": 12e6, "resnet14": 27e6, "allcnn_c": 281e6, "resnet18": 1826e6}
+    for name, macs in paper.items():
+        m = models.spec(name).build().eval()
+        size = 224 if models.spec(name).dataset == "imagenet" else 32
+        ours = energy.count_macs(m, [(torch.zeros(1, 3, size, size), None)])["macs"].sum()
+        assert abs(ours / macs - 1) <= 0.05, (name, ours)
+    assert models.spec("resnet8").origin == "zoo" and models.spec("resnet18").origin == "torchvision"
+
+
+def test_allcnn_width_and_batch_norm_options():
+    from torch import nn
+
+    from axlib.models.allcnn import AllCnnC
+
+    full, quarter = AllCnnC(), models.spec("allcnn_c_quarter").build()
+    assert [m.out_channels for m in quarter.modules() if isinstance(m, nn.Conv2d)] == [24] * 3 + [48] * 5 + [10]
+    assert [m.out_channels for m in full.modules() if isinstance(m, nn.Conv2d)] == [96] * 3 + [192] * 5 + [10]
+    plain = AllCnnC(0.5, batch_norm=False)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in plain.modules())
+    assert all(m.bias is not None for m in plain.modules() if isinstance(m, nn.Conv2d))
+    assert quarter.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    for bad in (0, -1, 5, True, "x"):
+        with pytest.raises(ValueError, match="width"):
+            AllCnnC(bad)
+
+
+def test_torchvision_weights_missing_offline_is_a_clear_error(tmp_path, monkeypatch):
+    from axlib.data.integrity import MissingDataError
+    from axlib.models import pretrained
+
+    monkeypatch.setenv("AXLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("AXLIB_CACHE", str(tmp_path))
+    monkeypatch.setenv("AXLIB_OFFLINE", "1")
+    with pytest.raises(MissingDataError, match="resnet18-f37072fd.pth"):
+        models.get_model("resnet18")
+    with pytest.raises(MissingDataError, match="available"):
+        pretrained.load_torchvision_state("vgg16")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from axlib import provenance, validate
+from axlib.models.allcnn import AllCnnC
 from axlib.models.cifarquick import CifarQuick
 from axlib.models.lenet import LeNet5Caffe
 from axlib.models.lenet_tinydnn import LeNetTinyDnn
@@ -37,6 +38,19 @@ def _alexnet() -> nn.Module:
     return alexnet()
 
 
+def _resnet18() -> nn.Module:
+    from torchvision.models import resnet18
+
+    return resnet18()
+
+
+#: Width of the ALL-CNN-C trained by default (``allcnn_c_quarter``): 24/48 channels, 18.1M MACs
+#: instead of 281M, so that behavioural retraining fits on 2 CPU cores (delaparra2021 pages).
+ALLCNN_REDUCED_WIDTH = 0.25
+_CIFAR_RESNET_RECIPE = Recipe(epochs=12, batch_size=128, lr=0.1, momentum=0.9, weight_decay=5e-4, augment=True,
+                              warmup_epochs=1)
+
+
 MODELS: dict[str, ModelSpec] = {
     "lenet5": ModelSpec(
         "lenet5", "mnist", "scale", LeNet5Caffe, "zoo",
@@ -57,12 +71,26 @@ MODELS: dict[str, ModelSpec] = {
         Recipe(epochs=15, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=True,
                warmup_epochs=1),
         "VGG-f-style 5 conv + 3 FC (hanif2018's VGG-f scaled to 32x32), CIFAR-10"),
+    **{f"resnet{d}": ModelSpec(f"resnet{d}", "cifar10", "cifar_meanstd", (lambda d=d: CifarResNet(d)), "zoo",
+                               _CIFAR_RESNET_RECIPE,
+                               f"ResNet-{d} (option A, delaparra2021 Table 4), CIFAR-10, trained here")
+       for d in (8, 14)},
+    "allcnn_c": ModelSpec(
+        "allcnn_c", "cifar10", "cifar_meanstd", AllCnnC, "zoo",
+        Recipe(epochs=15, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=True, warmup_epochs=1),
+        "ALL-CNN-C (Springenberg et al. 2015; batch norm, no dropout), full width (281M MACs), CIFAR-10"),
+    "allcnn_c_quarter": ModelSpec(
+        "allcnn_c_quarter", "cifar10", "cifar_meanstd", (lambda: AllCnnC(ALLCNN_REDUCED_WIDTH)), "zoo",
+        Recipe(epochs=15, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=True, warmup_epochs=1),
+        "ALL-CNN-C at a quarter of the channels (24/48, 18.1M MACs; batch norm, no dropout), CIFAR-10"),
     **{f"resnet{d}": ModelSpec(f"resnet{d}", "cifar10", "imagenet_meanstd",
                                (lambda d=d: CifarResNet(d)), "pretrained",
                                description=f"ResNet-{d} (option A), CIFAR-10, akamaster weights")
        for d in (20, 32, 44, 56)},
     "alexnet": ModelSpec("alexnet", "imagenet", "imagenet_meanstd", _alexnet, "torchvision",
                          description="AlexNet, ImageNet, torchvision IMAGENET1K_V1 weights"),
+    "resnet18": ModelSpec("resnet18", "imagenet", "imagenet_meanstd", _resnet18, "torchvision",
+                          description="ResNet-18, ImageNet, torchvision IMAGENET1K_V1 weights (delaparra2021 Table 4)"),
 }
 
 
@@ -91,9 +119,9 @@ def get_model(name: str, seed: int = 0, progress: bool = True, **recipe_override
         state, stored_acc = load_cifar_resnet_state(int(name.removeprefix("resnet")))
         info = {"name": name, "origin": "pretrained", "stored_top1_pct": stored_acc}
     else:
-        from axlib.models.pretrained import load_alexnet_state
+        from axlib.models.pretrained import load_torchvision_state
 
-        state = load_alexnet_state()
+        state = load_torchvision_state(name)
         info = {"name": name, "origin": "torchvision"}
     model.load_state_dict(state)
     provenance.record_model(name, model, origin=info["origin"], stored_top1_pct=info.get("stored_top1_pct"))

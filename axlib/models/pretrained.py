@@ -1,4 +1,4 @@
-"""Pretrained weights: CIFAR ResNets (akamaster/pytorch_resnet_cifar10) and torchvision AlexNet.
+"""Pretrained weights: CIFAR ResNets (akamaster/pytorch_resnet_cifar10), torchvision AlexNet and ResNet-18.
 
 Files are looked up in ``AXLIB_DATA/pretrained/`` first, then in the download folder; when
 absent and downloads are allowed they are fetched from the upstream URL. Every file is checked
@@ -25,6 +25,9 @@ RESNET_FILES = {
     110: "resnet110-1d1ed7c2.th",
 }
 ALEXNET = ("alexnet-owt-7be5be79.pth", "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
+RESNET18 = ("resnet18-f37072fd.pth", "https://download.pytorch.org/models/resnet18-f37072fd.pth")
+#: torchvision ImageNet weights (IMAGENET1K_V1) by network name
+TORCHVISION_WEIGHTS = {"alexnet": ALEXNET, "resnet18": RESNET18}
 
 
 def weight_file(filename: str, url: str) -> Path:
@@ -59,9 +62,17 @@ def load_cifar_resnet_state(depth: int) -> tuple[dict, float]:
     return state, float(blob.get("best_prec1", float("nan")))
 
 
+def load_torchvision_state(network: str) -> dict:
+    """torchvision's ImageNet weights (IMAGENET1K_V1) of ``network`` (:data:`TORCHVISION_WEIGHTS`)."""
+    if network not in TORCHVISION_WEIGHTS:
+        raise MissingDataError(f"no torchvision weights registered for {network!r}; available: "
+                               f"{sorted(TORCHVISION_WEIGHTS)}")
+    name, url = TORCHVISION_WEIGHTS[network]
+    return torch.load(weight_file(name, url), map_location="cpu", weights_only=True)
+
+
 def load_alexnet_state() -> dict:
     """torchvision's ImageNet AlexNet weights (IMAGENET1K_V1)."""
-    name, url = ALEXNET
-    return torch.load(weight_file(name, url), map_location="cpu", weights_only=True)
+    return load_torchvision_state("alexnet")
 
 

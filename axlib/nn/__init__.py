@@ -1,4 +1,5 @@
-"""Torch layers for approximate arithmetic (see ``approx``)."""
+"""Torch layers for approximate arithmetic (``approx``), noise injection (``noise``) and the neuron-wise
+error models of delaparra2021 (``errmodel``)."""
 
 from axlib.nn.approx import (
     SCHEMES,
@@ -9,7 +10,8 @@ from axlib.nn.approx import (
     operand_table,
     quantize_codes,
     scheme_bits,
+    with_multiplier,
 )
 
 __all__ = ["SCHEMES", "ApproxLayer", "LayerConfig", "approximate", "approximate_layers", "operand_table",
-           "quantize_codes", "scheme_bits"]
+           "quantize_codes", "scheme_bits", "with_multiplier"]

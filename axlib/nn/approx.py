@@ -127,6 +127,8 @@ class ApproxLayer(nn.Module):
     input codes are signed (first layer on normalised images) or unsigned (after ReLU); ``bits`` /
     ``w_bits``: activation / weight bit-widths (``w_bits`` defaults to ``bits``); ``path``: product
     path for :func:`axlib.kernels.dispatch.conv2d` (None: ``AXLIB_APPROX_PATH``, default "auto").
+    :meth:`exact_products` gives the exact quantized output before the bias (the reference of the
+    error statistics in :mod:`axlib.nn.errmodel`).
     """
 
     def __init__(self, layer: nn.Conv2d | nn.Linear, multiplier, a_step: float, w_step: float,
@@ -142,6 +144,9 @@ class ApproxLayer(nn.Module):
         self.a_step, self.w_step, self.a_signed = float(a_step), float(w_step), bool(a_signed)
         self.a_lo, self.a_hi = activation_code_range(multiplier, bits, a_signed)
         self.passes: list[tuple[int, dispatch.PreparedTable, int]] = []   # (shift, table, byte index or -1)
+        #: optional ``f(weight codes) -> factor`` multiplied into the weight codes of the exact path each
+        #: forward (the weight-error model of delaparra2021 Eq. 16, :mod:`axlib.nn.errmodel`)
+        self.weight_error = None
         if multiplier is None:
             self.convention = "exact (fake-quantized float)"
         elif isinstance(multiplier, ByteSlicedMultiplier):
@@ -175,9 +180,24 @@ class ApproxLayer(nn.Module):
             acc = part if acc is None else acc + part
         return acc
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _codes(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xq = quantize_codes(x, self.bits, self.a_step, self.a_signed).clamp(self.a_lo, self.a_hi)
         wq = quantize_codes(self.layer.weight, self.w_bits, self.w_step, True)
+        return xq, wq
+
+    def exact_products(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact quantized layer output before the bias, ``Δ_x·Δ_w·(X̃ ∗ W̃)`` (float output units,
+        differentiable through the straight-through codes); ``weight_error`` is not applied."""
+        xq, wq = self._codes(x)
+        return self._linear_op(xq, wq) * (self.a_step * self.w_step)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xq, wq = self._codes(x)
+        if self.weight_error is not None:
+            if self.multiplier is not None:
+                raise ValueError("weight_error multiplies the weight codes of the exact path; this layer uses "
+                                 f"{self.multiplier.name}")
+            wq = wq * self.weight_error(wq)
         scale = self.a_step * self.w_step
         exact = None
         if self.multiplier is None or torch.is_grad_enabled():
@@ -243,3 +263,32 @@ def approximate(model: nn.Module, multiplier, calib: Iterable, bits: int = 8, la
     chosen = names if layers is None else list(layers)
     scheme = f"{bits}/{bits}" if scheme is None else scheme
     return approximate_layers(model, calib, {n: LayerConfig(multiplier, scheme) for n in chosen}, fold_bn, path)
+
+
+def with_multiplier(model: nn.Module, multiplier, layers: Iterable[str] | None = None) -> nn.Module:
+    """A copy of ``model`` whose :class:`ApproxLayer` modules (default: all; else those named) compute
+    with ``multiplier`` (None: exact fake quantization), keeping their weights, steps, widths and
+    activation code range (a multiplier that needs another code range is a ``ValueError``).
+
+    Used to evaluate a network retrained with one error model by behavioural simulation, or with
+    another multiplier (delaparra2021 Table 7)."""
+    model = copy.deepcopy(model)
+    found = {n: m for n, m in model.named_modules() if isinstance(m, ApproxLayer)}
+    chosen = list(found) if layers is None else list(layers)
+    unknown = [n for n in chosen if n not in found]
+    if unknown:
+        raise ParameterError(f"parameter layers names unknown approximated layer(s) {unknown}; "
+                             f"approximated layers: {list(found)}")
+    modules = dict(model.named_modules())
+    for n in chosen:
+        m = found[n]
+        new = ApproxLayer(m.layer, multiplier, m.a_step, m.w_step, m.a_signed, m.bits, m.w_bits, m.path)
+        if multiplier is None:
+            new.a_lo, new.a_hi = m.a_lo, m.a_hi          # the exact path keeps the quantization grid
+        elif (new.a_lo, new.a_hi) != (m.a_lo, m.a_hi):
+            raise ValueError(f"layer {n}: {getattr(multiplier, 'name', multiplier)} takes activation codes "
+                             f"{new.a_lo}..{new.a_hi}, the layer was calibrated for {m.a_lo}..{m.a_hi}; "
+                             "calibrate a new model with axlib.nn.approximate instead")
+        parent_name, _, child = n.rpartition(".")
+        setattr(modules[parent_name] if parent_name else model, child, new)
+    return model

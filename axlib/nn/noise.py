@@ -120,13 +120,16 @@ class NoiseHandle:
         return out
 
 
-def inject(model: nn.Module, layers: str | Sequence[str], power_dbw: float | None = None, snr_db: float | None = None,
+def inject(model: nn.Module, layers: str | Sequence[str], power_dbw: float | None = None,
+           snr_db: float | Mapping[str, float] | None = None,
            bias: float = 0.0, seed: int = 0, signal_power: Mapping[str, float] | None = None,
            calib: Iterable | None = None) -> NoiseHandle:
     """Add ``N(bias, σ²)`` to the outputs of ``layers`` of ``model`` during its forward passes.
 
     Give the noise either as ``power_dbw`` (absolute, σ² = 10^(P/10)) or as ``snr_db`` relative to
-    each layer's output power, taken from ``signal_power`` or measured on ``calib`` batches first.
+    each layer's output power, taken from ``signal_power`` or measured on ``calib`` batches first;
+    ``snr_db`` may be one value or a layer -> dB mapping (e.g. each layer's measured SNR of an
+    approximate multiplier, :func:`axlib.nn.errmodel.awgn_snr_db`).
     Neither: bias only. ``bias`` is a constant added to every output value (output units).
     """
     layers = [layers] if isinstance(layers, str) else list(layers)
@@ -134,6 +137,10 @@ def inject(model: nn.Module, layers: str | Sequence[str], power_dbw: float | Non
     if power_dbw is not None and snr_db is not None:
         raise validate.ParameterError("give the noise as power_dbw or as snr_db, not both")
     validate.integer("seed", seed, lo=0)
+    if isinstance(snr_db, Mapping):
+        missing = [n for n in layers if n not in snr_db]
+        if missing:
+            raise validate.ParameterError(f"parameter snr_db has no value for layer(s) {missing}")
     if snr_db is not None and signal_power is None:
         if calib is None:
             raise validate.ParameterError("snr_db needs the layers' output power: pass signal_power or calib batches")
@@ -143,7 +150,8 @@ def inject(model: nn.Module, layers: str | Sequence[str], power_dbw: float | Non
         if power_dbw is not None:
             var = dbw_to_variance(float(power_dbw))
         elif snr_db is not None:
-            var = snr_to_variance(float(snr_db), float(signal_power[n]))
+            db = snr_db[n] if isinstance(snr_db, Mapping) else snr_db
+            var = snr_to_variance(float(db), float(signal_power[n]))
         else:
             var = 0.0
         ref = float(signal_power[n]) if snr_db is not None else None

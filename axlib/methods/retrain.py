@@ -1,0 +1,183 @@
+"""Approximate retraining of delaparra2021 (§4.3, §5): one routine for every method of Figs. 6-7 and Table 7.
+
+A network is quantized 8/8 (Eq. 1; batch norm folded first) with steps calibrated on ``n_calib``
+training images *for the multiplier* (so every method shares one quantization grid), then retrained
+for ``epochs`` over ``n_train`` training images with one of :data:`METHODS`:
+
+- ``none``: not retrained (the approximated network as it is);
+- ``behavioral``: the LUT forward of :class:`axlib.nn.ApproxLayer` with straight-through gradients
+  (Eq. 13), our stand-in for ProxSim;
+- ``errmodel``: the exact quantized network plus the neuron-wise error model of Eq. (12)
+  (:func:`axlib.nn.errmodel.apply_error_model`), statistics from ``p`` training images;
+- ``baseline``: the weight-error model of Eq. (16) (:func:`axlib.nn.errmodel.apply_weight_error`);
+- ``awgn``: white Gaussian noise at each layer's measured SNR (:func:`axlib.nn.errmodel.apply_awgn`).
+
+The final accuracy is always measured by behavioural simulation (LUT products) on ``n_test`` test
+images, with the training multiplier and with every multiplier of ``evaluate_with`` (Table 7's
+cross-evaluation; ``"8bit"`` is the exact fake-quantized path). Optimiser (spec of the paper, §5):
+SGD, momentum 0.9, constant learning rate ``lr``, batch 64, no weight decay, no augmentation (neither
+is stated). Each (network, multiplier, method, settings) point is cached by :func:`axlib.sweep.run_grid`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from axlib import config, data, models, multipliers, validate
+from axlib.nn import approximate, errmodel, with_multiplier
+
+METHODS = ("none", "behavioral", "errmodel", "baseline", "awgn")
+#: The exact fake-quantized 8-bit path in ``evaluate_with``.
+EXACT_8BIT = "8bit"
+RETRAIN_MODELS = ("resnet8", "resnet14", "resnet20", "allcnn_c", "allcnn_c_quarter", "resnet18")
+
+#: delaparra2021 Table 4: FP and 8-bit top-1 (%) and MACs per image.
+PAPER_TABLE4 = {
+    "resnet8": {"fp_pct": 85.77, "q8_pct": 84.61, "macs": 12e6},
+    "resnet14": {"fp_pct": 89.53, "q8_pct": 89.20, "macs": 27e6},
+    "allcnn_c": {"fp_pct": 89.13, "q8_pct": 89.03, "macs": 281e6},
+    "resnet18": {"fp_pct": 65.88, "q8_pct": 65.15, "macs": 1826e6},
+}
+
+
+def check_methods(name: str, values) -> list[str]:
+    values = validate.unique(name, validate.nonempty(name, values, "method"))
+    for v in values:
+        validate.choice(name, v, list(METHODS))
+    return values
+
+
+def validate_point(net: str, multiplier: str, method: str, n_train: int, epochs: int, lr: float, batch_size: int,
+                   p: int, n_test: int | None, n_calib: int, seed: int, evaluate_with=()) -> None:
+    """Every parameter of :func:`point` checked before any work (``ParameterError`` naming it)."""
+    from axlib.methods.approx_eval import check_multipliers
+
+    validate.choice("net", net, list(RETRAIN_MODELS))
+    check_multipliers("multiplier", [multiplier])
+    validate.choice("method", method, list(METHODS))
+    validate.integer("n_train", n_train, lo=1, hi=50000)
+    validate.integer("epochs", epochs, lo=0, hi=1000)
+    validate.number("lr", lr, lo=0.0)
+    validate.integer("batch_size", batch_size, lo=1, hi=65536)
+    validate.integer("p", p, lo=1, hi=50000)
+    if n_test is not None:
+        validate.integer("n_test", n_test, lo=1, hi=10000)
+    validate.integer("n_calib", n_calib, lo=1, hi=50000)
+    validate.integer("seed", seed, lo=0)
+    others = [m for m in validate.as_list("evaluate_with", evaluate_with) if m != EXACT_8BIT]
+    if others:
+        check_multipliers("evaluate_with", others)
+
+
+@functools.lru_cache(maxsize=2)
+def _data(net: str, n_train: int, n_test, n_calib: int, seed: int, zoo_json: str):
+    spec = models.spec(net)
+    model, info = models.get_model(net, **json.loads(zoo_json))
+    xtr, ytr = data.tensors(spec.dataset, "train", spec.normalization, n=n_train, seed=seed + 11)
+    xc, _ = data.tensors(spec.dataset, "train", spec.normalization, n=n_calib, seed=seed + 1)
+    xt, yt = data.tensors(spec.dataset, "test", spec.normalization, n=n_test, seed=seed)
+    return model, info, (xtr, ytr), [(xc, None)], (xt, yt)
+
+
+@torch.no_grad()
+def accuracy(model, x, y, batch: int = 250) -> float:
+    model.eval()
+    pred = torch.cat([model(x[i:i + batch]).argmax(1) for i in range(0, len(x), batch)])
+    return float((pred == y).float().mean())
+
+
+def train(model, x, y, epochs: int, lr: float, batch_size: int, seed: int, desc: str = "retrain",
+          progress: bool = True) -> dict:
+    """SGD (momentum 0.9, constant ``lr``, no weight decay) over ``(x, y)`` for ``epochs``; returns timings."""
+    params = [q for q in model.parameters() if q.requires_grad]
+    opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+    steps_per_epoch = -(-len(y) // batch_size)
+    bar = tqdm(total=epochs * steps_per_epoch, desc=desc, unit="step", disable=not progress,
+               mininterval=config.PROGRESS_INTERVAL_S)
+    model.train()
+    t0 = time.perf_counter()
+    losses = []
+    for epoch in range(epochs):
+        for xb, yb in data.batches(x, y, batch_size, shuffle=True, seed=seed * 1009 + epoch):
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{losses[-1]:.3f}", refresh=False)
+    bar.close()
+    model.eval()
+    seconds = time.perf_counter() - t0
+    return {"train_s": seconds, "steps": len(losses), "final_loss": losses[-1] if losses else float("nan"),
+            "s_per_epoch": seconds / epochs if epochs else 0.0}
+
+
+def attach(method: str, model, stats, mult, seed: int):
+    """Attach ``method``'s error model to the exact quantized ``model``; returns its handle (or None)."""
+    if method == "errmodel":
+        return errmodel.apply_error_model(model, stats, seed=seed)
+    if method == "awgn":
+        return errmodel.apply_awgn(model, stats, seed=seed)
+    if method == "baseline":
+        mu_r, sigma_r = errmodel.relative_error_moments(mult)
+        return errmodel.apply_weight_error(model, mu_r, sigma_r, seed=seed)
+    return None
+
+
+def point(net: str, multiplier: str, method: str, n_train: int, epochs: int, lr: float, batch_size: int, p: int,
+          n_test, n_calib: int, seed: int, zoo_json: str = "{}", evaluate_with=(), progress: bool = True) -> dict:
+    """Retrain ``net`` for ``multiplier`` with ``method``; accuracies by behavioural simulation.
+
+    Returns a flat dict: settings, ``accuracy`` (with ``multiplier``), ``accuracy_8bit`` (exact
+    fake-quantized path of the retrained weights), ``accuracy_float`` (the float network before any
+    retraining), ``accuracy_with:<m>`` for every ``evaluate_with`` entry, training and modelling
+    times in seconds.
+    """
+    validate_point(net, multiplier, method, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, evaluate_with)
+    model, info, (xtr, ytr), calib, (xt, yt) = _data(net, n_train, n_test, n_calib, seed, zoo_json)
+    mult = multipliers.get(multiplier)
+    behavioural = approximate(model, mult, calib)              # steps calibrated for this multiplier
+    exact = with_multiplier(behavioural, None)                 # same grid, exact products
+    out = {"net": net, "multiplier": multiplier, "method": method, "n_train": n_train, "epochs": epochs, "lr": lr,
+           "batch_size": batch_size, "p": p, "n_test": len(yt), "seed": seed,
+           "mre_pct": multipliers.error_metrics(mult)["mre_pct"], "mre_eq2_pct": multipliers.mre_eq2_pct(mult),
+           "accuracy_float": accuracy(model, xt, yt), "model_s": 0.0, "train_s": 0.0, "steps": 0}
+    stats = None
+    if method in ("errmodel", "awgn"):
+        t0 = time.perf_counter()
+        stats = errmodel.collect(behavioural, data.batches(xtr, ytr, 100), max_images=p)
+        out["model_s"] = time.perf_counter() - t0
+    trained = behavioural if method == "behavioral" else exact
+    if method != "none" and epochs > 0:
+        for q in trained.parameters():
+            q.requires_grad_(True)
+        handle = attach(method, trained, stats, mult, seed) if method != "behavioral" else None
+        try:
+            out.update(train(trained, xtr, ytr, epochs, lr, batch_size, seed, desc=f"{net} {multiplier} {method}",
+                             progress=progress))
+        finally:
+            if handle is not None:
+                handle.remove()
+    final = trained if method == "behavioral" else with_multiplier(trained, mult)
+    out["accuracy"] = accuracy(final, xt, yt)
+    out["accuracy_8bit"] = accuracy(with_multiplier(final, None), xt, yt)
+    for m in evaluate_with:
+        if m == multiplier:
+            out[f"accuracy_with:{m}"] = out["accuracy"]
+        elif m == EXACT_8BIT:
+            out[f"accuracy_with:{m}"] = out["accuracy_8bit"]
+        else:
+            out[f"accuracy_with:{m}"] = accuracy(with_multiplier(final, multipliers.get(m)), xt, yt)
+    out["zoo_test_accuracy"] = info.get("test_accuracy")
+    return out
+
+
+__all__ = ["EXACT_8BIT", "METHODS", "PAPER_TABLE4", "RETRAIN_MODELS", "accuracy", "attach", "check_methods", "point",
+           "train", "validate_point"]
