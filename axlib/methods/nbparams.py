@@ -280,6 +280,15 @@ def _bench01(*, shapes, batch_sizes, repeats, lowrank_tables, seed, profile):
 # --------------------------------------------------------------------------- delaparra2021, ponzina2022
 
 
+@_register("delaparra2021/tab03")
+def _delaparra_tab03(*, net, multipliers, p, n_calib, n_ks, seed, zoo, profile):
+    from axlib.methods import errstats
+
+    errstats.validate_params(net, multipliers, p, n_calib, seed, n_ks)
+    _zoo(zoo)
+    _profile(profile)
+
+
 @_register("delaparra2021/tab01")
 def _delaparra_tab01(*, orders, seed, profile):
     from axlib.multipliers import smapprox as sa
@@ -446,11 +455,17 @@ def _moons_search(models, bits, min_bits, n_search, n_heldout, n_calib, seed, zo
     _profile(profile)
 
 
+def _uniform_slack(uniform_slack, n_search) -> None:
+    hi = n_search if isinstance(n_search, int) and not isinstance(n_search, bool) and n_search >= 0 else None
+    validate.integer("uniform_slack", uniform_slack, lo=0, hi=hi)
+
+
 @_register("moons2016/fig04")
-def _moons_fig04(*, models, target, uniform_target, bits, min_bits, n_search, n_heldout, n_calib, seed, zoo,
-                 profile):
+def _moons_fig04(*, models, target, uniform_target, uniform_slack, bits, min_bits, n_search, n_heldout, n_calib,
+                 seed, zoo, profile):
     validate.number("target", target, lo=0.01, hi=1.0)
     validate.number("uniform_target", uniform_target, lo=0.01, hi=1.0)
+    _uniform_slack(uniform_slack, n_search)
     _moons_search(models, bits, min_bits, n_search, n_heldout, n_calib, seed, zoo, profile, [target, uniform_target])
 
 
@@ -462,20 +477,28 @@ def _moons_fig05(*, models, bits, n_search, n_heldout, n_energy, n_calib, seed, 
 
 
 @_register("moons2016/fig06")
-def _moons_fig06(*, models, targets, uniform_target, bits, min_bits, n_search, n_heldout, n_energy, n_calib,
-                 seed, zoo, mult_share, profile):
+def _moons_fig06(*, models, targets, uniform_target, uniform_slack, bits, min_bits, n_search, n_heldout, n_energy,
+                 n_calib, seed, zoo, mult_share, multiplier_law, profile):
+    from axlib import energy
+
     values = validate.unique("targets", validate.numbers("targets", targets, lo=0.01, hi=1.0))
     validate.number("uniform_target", uniform_target, lo=0.01, hi=1.0)
+    _uniform_slack(uniform_slack, n_search)
+    energy.validate_law(multiplier_law)
     validate.integer("n_energy", n_energy, lo=1, hi=9999)
     _moons_search(models, bits, min_bits, n_search, n_heldout, n_calib, seed, zoo, profile, values + [uniform_target],
                   n_energy, mult_share)
 
 
 @_register("moons2016/fig07")
-def _moons_fig07(*, models, target, uniform_target, bits, min_bits, n_search, n_heldout, n_energy, n_calib,
-                 seed, zoo, mult_share, profile):
+def _moons_fig07(*, models, target, uniform_target, uniform_slack, bits, min_bits, n_search, n_heldout, n_energy,
+                 n_calib, seed, zoo, mult_share, multiplier_law, profile):
+    from axlib import energy
+
     validate.number("target", target, lo=0.01, hi=1.0)
     validate.number("uniform_target", uniform_target, lo=0.01, hi=1.0)
+    _uniform_slack(uniform_slack, n_search)
+    energy.validate_law(multiplier_law)
     validate.integer("n_energy", n_energy, lo=1, hi=9999)
     _moons_search(models, bits, min_bits, n_search, n_heldout, n_calib, seed, zoo, profile, [target, uniform_target],
                   n_energy, mult_share)

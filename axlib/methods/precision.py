@@ -439,21 +439,6 @@ def counts_sweep(configs: list[dict], n_energy: int, n_search: int, n_heldout, n
     return pd.DataFrame(rows)
 
 
-def pending_recompute_note(with_energy: bool) -> str:
-    """Markdown note for moons2016 Figs. 4, 6 and 7, whose stored default runs predate two settings: the
-    one-image slack of the uniform reference and (for the energy pages) Fig. 1a's block law."""
-    law = " and Table 1's n² multiplier law" if with_energy else ""
-    return ("**Not yet recomputed under issue 13's settings.** This page's stored default run uses the strict uniform "
-            f"reference (no slack){law}. Both newer settings are implemented (`precision.study(uniform_slack=1, "
-            "multiplier_law='blocks')`), and {doc}`fig01b-multiplier-energy-rmse` and {doc}`fig05-zeros-skipping` "
-            "already use the block law. Recomputing this page needs the default-recipe CifarQuick (20 epochs on "
-            "CIFAR-10) and LeNet-5 retrained, since the trained networks are a cache that was not on this machine, plus "
-            "the greedy searches. That is about an hour on 2 CPU cores, which did not fit in the session that made the "
-            "change. A ResNet-20-only preview with one image of slack and the block law (not stored, so not shown as a "
-            "run) gave B = 9 bits instead of 11, A/C 6.9x, C/D 1.61x and A/D 11.1x (Fig. 7's stored run: 4.8x, 1.91x "
-            "and 9.2x).")
-
-
 def energy_table(counts: pd.DataFrame, by: list[str], mult_share: float, law: str = "blocks") -> pd.DataFrame:
     """Relative energy (16-bit, no skipping = 1) with and without skipping per group of ``counts`` rows,
     plus the network-wide zero fractions; ``law``: the multiplier activity law of :mod:`axlib.energy`."""
