@@ -47,3 +47,37 @@ def tmp_store(tmp_path, monkeypatch):
     for var, sub in (("AXLIB_RUNS", "runs"), ("AXLIB_BUILD", "_build"), ("AXLIB_CACHE", "cache")):
         monkeypatch.setenv(var, str(tmp_path / sub))
     return tmp_path
+
+
+TINY_RESNET8_ZOO = {"epochs": 1, "n_train": 256}
+
+
+@pytest.fixture(scope="session")
+def _tiny_resnet8_session(tmp_path_factory):
+    """A session cache holding decoded CIFAR-10 arrays and a ResNet-8 trained on 256 images for one epoch."""
+    root = tmp_path_factory.mktemp("tiny-resnet8")
+    old = os.environ.get("AXLIB_CACHE")
+    os.environ["AXLIB_CACHE"] = str(root)
+    try:
+        from axlib import models
+
+        models.get_model("resnet8", progress=False, **TINY_RESNET8_ZOO)
+    finally:
+        if old is None:
+            os.environ.pop("AXLIB_CACHE", None)
+        else:
+            os.environ["AXLIB_CACHE"] = old
+    return root
+
+
+@pytest.fixture
+def tiny_resnet8_cache(tmp_path, monkeypatch, _tiny_resnet8_session):
+    """A fresh AXLIB_CACHE for one test with the session's tiny ResNet-8 and decoded CIFAR-10 arrays in it
+    (recipe overrides: :data:`TINY_RESNET8_ZOO`); everything else the test writes stays its own."""
+    import shutil
+
+    shutil.copytree(_tiny_resnet8_session / "models", tmp_path / "models")
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "arrays").symlink_to(_tiny_resnet8_session / "cache" / "arrays")
+    monkeypatch.setenv("AXLIB_CACHE", str(tmp_path))
+    return tmp_path

@@ -241,3 +241,19 @@ def test_noise_inject_takes_one_snr_per_layer():
     assert real["3"]["noise_power"] == pytest.approx(0.01, rel=0.1)
     with pytest.raises(ParameterError, match="no value for layer"):
         noise.inject(model, ["0", "3"], snr_db={"0": 10.0}, signal_power=power)
+
+
+def test_collect_samples_agree_with_the_statistics():
+    torch.manual_seed(2)
+    x = torch.randn(30, 3, 6, 6)
+    model = approximate(_tiny_conv(), multipliers.get("trunc6"), _batches(x, 15))
+    stats = errmodel.collect(model, _batches(x, 10))
+    picks = {"0": [0, 1, 7, 143], "3": [2]}
+    samples = errmodel.collect_samples(model, _batches(x, 10), picks)
+    y, e = samples["0"]
+    assert y.shape == e.shape == (30, 4)
+    flat_mu_e, flat_sy = stats["0"].mu_e.reshape(-1), stats["0"].sigma_y.reshape(-1)
+    np.testing.assert_allclose(e.mean(0), flat_mu_e[picks["0"]], atol=1e-9)
+    np.testing.assert_allclose(y.std(0), flat_sy[picks["0"]], atol=1e-9)
+    with pytest.raises(ParameterError, match="neurons"):
+        errmodel.collect_samples(model, _batches(x, 10), {"3": [5]})

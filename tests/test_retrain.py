@@ -11,7 +11,7 @@ from axlib import multipliers
 from axlib.methods import retrain
 from axlib.nn import ApproxLayer, approximate, errmodel, with_multiplier
 from axlib.validate import ParameterError
-from tests.conftest import needs_cifar10
+from tests.conftest import TINY_RESNET8_ZOO, needs_cifar10
 
 
 def _toy(seed=0, n=256):
@@ -90,9 +90,8 @@ def test_bad_parameters_fail_before_any_work(kw, match, monkeypatch):
 
 
 @needs_cifar10
-def test_point_on_a_tiny_resnet8(tmp_path, monkeypatch):
-    monkeypatch.setenv("AXLIB_CACHE", str(tmp_path))
-    zoo = json.dumps({"epochs": 1, "n_train": 256}, sort_keys=True)
+def test_point_on_a_tiny_resnet8(tiny_resnet8_cache):
+    zoo = json.dumps(TINY_RESNET8_ZOO, sort_keys=True)
     res = {}
     for method in ("none", "errmodel", "behavioral"):
         res[method] = retrain.point("resnet8", "smapprox:3330", method, n_train=64, epochs=1, lr=1e-3, batch_size=32,
@@ -105,3 +104,26 @@ def test_point_on_a_tiny_resnet8(tmp_path, monkeypatch):
     for r in res.values():
         assert 0 <= r["accuracy"] <= 1 and "accuracy_with:smapprox:1100" in r
         assert r["mre_pct"] > 0 and r["accuracy_float"] == none["accuracy_float"]
+
+
+@needs_cifar10
+def test_retrained_weights_are_reused_and_a_damaged_file_retrains(tiny_resnet8_cache, monkeypatch):
+    from axlib import cachefiles
+
+    tmp_path = tiny_resnet8_cache
+    zoo = json.dumps(TINY_RESNET8_ZOO, sort_keys=True)
+    kw = dict(n_train=32, epochs=1, lr=1e-3, batch_size=32, p=16, n_test=20, n_calib=16, seed=0, zoo_json=zoo,
+              progress=False)
+    a = retrain.point("resnet8", "smapprox:3330", "errmodel", **kw)
+    files = list((tmp_path / "retrained").glob("*.pt"))
+    assert len(files) == 1
+    calls = []
+    monkeypatch.setattr(retrain, "train", lambda *args, **k: calls.append(1) or pytest.fail("retrained"))
+    b = retrain.point("resnet8", "smapprox:3330", "errmodel", evaluate_with=["smapprox:1100"], **kw)
+    assert b["accuracy"] == a["accuracy"] and b["train_s"] == a["train_s"] and "accuracy_with:smapprox:1100" in b
+    files[0].write_bytes(b"damaged")
+    monkeypatch.undo()
+    monkeypatch.setenv("AXLIB_CACHE", str(tmp_path))
+    with pytest.warns(cachefiles.CacheWarning, match="retrained"):
+        c = retrain.point("resnet8", "smapprox:3330", "errmodel", **kw)
+    assert c["accuracy"] == a["accuracy"]                     # retrained with the same seed: same network

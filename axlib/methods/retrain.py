@@ -16,7 +16,10 @@ The final accuracy is always measured by behavioural simulation (LUT products) o
 images, with the training multiplier and with every multiplier of ``evaluate_with`` (Table 7's
 cross-evaluation; ``"8bit"`` is the exact fake-quantized path). Optimiser (spec of the paper, §5):
 SGD, momentum 0.9, constant learning rate ``lr``, batch 64, no weight decay, no augmentation (neither
-is stated). Each (network, multiplier, method, settings) point is cached by :func:`axlib.sweep.run_grid`.
+is stated). Each (network, multiplier, method, settings) point is cached by :func:`axlib.sweep.run_grid`
+and its retrained weights under ``<AXLIB_CACHE>/retrained/`` (keyed by the training settings alone), so a
+cross-evaluation with other multipliers (Table 7) reuses a network retrained for Fig. 6 or 7. A damaged
+weights file is discarded with a warning and the network retrained.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from axlib import config, data, models, multipliers, validate
+from axlib import cachefiles, config, data, models, multipliers, paths, validate
 from axlib.nn import approximate, errmodel, with_multiplier
 
 METHODS = ("none", "behavioral", "errmodel", "baseline", "awgn")
@@ -131,6 +134,31 @@ def attach(method: str, model, stats, mult, seed: int):
     return None
 
 
+RETRAINED_VERSION = 1
+
+
+def _weights_path(settings: dict):
+    import hashlib
+
+    from axlib.runs import canonical_json
+
+    key = hashlib.sha256(canonical_json({"v": RETRAINED_VERSION, **settings}).encode()).hexdigest()[:16]
+    return paths.cache_root() / "retrained" / f"{settings['net']}-{key}.pt"
+
+
+def _load_weights(path, model) -> dict | None:
+    """The stored training log, after loading the stored weights into ``model``; None if absent or damaged."""
+    if not path.exists():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(blob["state"])
+        return dict(blob["log"])
+    except Exception as exc:  # noqa: BLE001 - any damage means: retrain
+        cachefiles.discard_corrupt(path, cachefiles.describe(exc))
+        return None
+
+
 def point(net: str, multiplier: str, method: str, n_train: int, epochs: int, lr: float, batch_size: int, p: int,
           n_test, n_calib: int, seed: int, zoo_json: str = "{}", evaluate_with=(), progress: bool = True) -> dict:
     """Retrain ``net`` for ``multiplier`` with ``method``; accuracies by behavioural simulation.
@@ -149,22 +177,32 @@ def point(net: str, multiplier: str, method: str, n_train: int, epochs: int, lr:
            "batch_size": batch_size, "p": p, "n_test": len(yt), "seed": seed,
            "mre_pct": multipliers.error_metrics(mult)["mre_pct"], "mre_eq2_pct": multipliers.mre_eq2_pct(mult),
            "accuracy_float": accuracy(model, xt, yt), "model_s": 0.0, "train_s": 0.0, "steps": 0}
-    stats = None
-    if method in ("errmodel", "awgn"):
-        t0 = time.perf_counter()
-        stats = errmodel.collect(behavioural, data.batches(xtr, ytr, 100), max_images=p)
-        out["model_s"] = time.perf_counter() - t0
     trained = behavioural if method == "behavioral" else exact
     if method != "none" and epochs > 0:
-        for q in trained.parameters():
-            q.requires_grad_(True)
-        handle = attach(method, trained, stats, mult, seed) if method != "behavioral" else None
-        try:
-            out.update(train(trained, xtr, ytr, epochs, lr, batch_size, seed, desc=f"{net} {multiplier} {method}",
-                             progress=progress))
-        finally:
-            if handle is not None:
-                handle.remove()
+        settings = {k: out[k] for k in ("net", "multiplier", "method", "n_train", "epochs", "lr", "batch_size", "p",
+                                        "seed")}
+        settings.update(n_calib=n_calib, zoo_json=zoo_json)
+        wpath = _weights_path(settings)
+        log = _load_weights(wpath, trained)
+        if log is None:
+            stats = None
+            if method in ("errmodel", "awgn"):
+                t0 = time.perf_counter()
+                stats = errmodel.collect(behavioural, data.batches(xtr, ytr, 100), max_images=p)
+                model_s = time.perf_counter() - t0
+            for q in trained.parameters():
+                q.requires_grad_(True)
+            handle = attach(method, trained, stats, mult, seed) if method != "behavioral" else None
+            try:
+                log = train(trained, xtr, ytr, epochs, lr, batch_size, seed, desc=f"{net} {multiplier} {method}",
+                            progress=progress)
+            finally:
+                if handle is not None:
+                    handle.remove()
+            log["model_s"] = model_s if stats is not None else 0.0
+            with cachefiles.atomic_path(wpath) as tmp:
+                torch.save({"state": trained.state_dict(), "log": log}, tmp)
+        out.update(log)
     final = trained if method == "behavioral" else with_multiplier(trained, mult)
     out["accuracy"] = accuracy(final, xt, yt)
     out["accuracy_8bit"] = accuracy(with_multiplier(final, None), xt, yt)

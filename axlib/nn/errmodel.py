@@ -156,20 +156,12 @@ def _bias(layer: ApproxLayer, out: torch.Tensor):
     return b.view((1, -1, 1, 1) if out.dim() == 4 else (1, -1))
 
 
-@torch.no_grad()
-def collect(model: nn.Module, batches: Iterable, layers: Sequence[str] | None = None, propagate: bool = False,
-            max_images: int | None = None, progress: bool = False) -> dict[str, NeuronStats]:
-    """Per-neuron statistics (:class:`NeuronStats`) of every approximated layer of ``model``.
-
-    ``model`` holds :class:`ApproxLayer` modules with their approximate multiplier (from
-    :func:`axlib.nn.approximate`); ``batches`` yields ``(x, y)`` or ``x``; ``max_images`` caps the
-    number of images ``p``. ``propagate=False`` (default, our reading of Fig. 2): each layer passes
-    its exact output on, so every layer sees the exact quantized network's inputs.
-    """
-    mods = _approx_layers(model, layers)
+def _tap(model: nn.Module, batches: Iterable, mods: dict[str, ApproxLayer], on_batch, propagate: bool,
+         max_images: int | None, progress: bool, desc: str) -> int:
+    """Run ``batches`` through ``model``; ``on_batch(name, exact, approx)`` gets every approximated
+    layer's exact and approximate pre-bias outputs. Returns the number of images seen."""
     if max_images is not None:
         validate.integer("max_images", max_images, lo=1)
-    acc = {n: StatsAccumulator() for n in mods}
     state = {"take": None}
 
     def hook(m: ApproxLayer, args, out, n: str):
@@ -177,7 +169,7 @@ def collect(model: nn.Module, batches: Iterable, layers: Sequence[str] | None = 
         exact = m.exact_products(args[0])
         b = _bias(m, out)
         approx = out if b is None else out - b
-        acc[n].update(exact[:take], approx[:take])
+        on_batch(n, exact[:take], approx[:take])
         if propagate:
             return None
         return exact if b is None else exact + b
@@ -189,16 +181,17 @@ def collect(model: nn.Module, batches: Iterable, layers: Sequence[str] | None = 
     try:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=max_images, desc="error statistics", unit="img", disable=not progress)
-        for batch in batches:
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            take = x.shape[0] if max_images is None else min(x.shape[0], max_images - seen)
-            if take <= 0:
-                break
-            state["take"] = take
-            model(x[:take])
-            seen += take
-            bar.update(take)
+        bar = tqdm(total=max_images, desc=desc, unit="img", disable=not progress)
+        with torch.no_grad():
+            for batch in batches:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                take = x.shape[0] if max_images is None else min(x.shape[0], max_images - seen)
+                if take <= 0:
+                    break
+                state["take"] = take
+                model(x[:take])
+                seen += take
+                bar.update(take)
         bar.close()
     finally:
         for h in hooks:
@@ -206,7 +199,47 @@ def collect(model: nn.Module, batches: Iterable, layers: Sequence[str] | None = 
         model.train(was_training)
     if seen == 0:
         raise validate.ParameterError("no images to collect error statistics on: the batches were empty")
+    return seen
+
+
+def collect(model: nn.Module, batches: Iterable, layers: Sequence[str] | None = None, propagate: bool = False,
+            max_images: int | None = None, progress: bool = False) -> dict[str, NeuronStats]:
+    """Per-neuron statistics (:class:`NeuronStats`) of every approximated layer of ``model``.
+
+    ``model`` holds :class:`ApproxLayer` modules with their approximate multiplier (from
+    :func:`axlib.nn.approximate`); ``batches`` yields ``(x, y)`` or ``x``; ``max_images`` caps the
+    number of images ``p``. ``propagate=False`` (default, our reading of Fig. 2): each layer passes
+    its exact output on, so every layer sees the exact quantized network's inputs.
+    """
+    mods = _approx_layers(model, layers)
+    acc = {n: StatsAccumulator() for n in mods}
+    _tap(model, batches, mods, lambda n, y, a: acc[n].update(y, a), propagate, max_images, progress,
+         "error statistics")
     return {n: a.result() for n, a in acc.items()}
+
+
+def collect_samples(model: nn.Module, batches: Iterable, neurons: Mapping[str, Sequence[int]],
+                    propagate: bool = False, max_images: int | None = None, progress: bool = False
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Raw samples of chosen neurons: ``{layer: (y, ε)}``, float64 arrays ``[images, len(neurons[layer])]``
+    of the exact pre-bias output and the error, for neurons given as flat indices into the layer's
+    neuron shape (``[C, H, W]`` in C order: channel 0, row 0, column j is index j). Same reading of
+    Fig. 2 as :func:`collect`."""
+    mods = _approx_layers(model, list(neurons))
+    idx = {n: torch.as_tensor(np.asarray(neurons[n], dtype=np.int64)) for n in mods}
+    ys: dict[str, list] = {n: [] for n in mods}
+    es: dict[str, list] = {n: [] for n in mods}
+
+    def keep(n, y, a):
+        flat_y, flat_a = y.detach().flatten(1).double(), a.detach().flatten(1).double()
+        if len(idx[n]) and int(idx[n].max()) >= flat_y.shape[1]:
+            raise validate.ParameterError(f"parameter neurons: layer {n} has {flat_y.shape[1]} neurons, index "
+                                          f"{int(idx[n].max())} asked")
+        ys[n].append(flat_y[:, idx[n]].cpu())
+        es[n].append((flat_a[:, idx[n]] - flat_y[:, idx[n]]).cpu())
+
+    _tap(model, batches, mods, keep, propagate, max_images, progress, "neuron samples")
+    return {n: (torch.cat(ys[n]).numpy(), torch.cat(es[n]).numpy()) for n in mods}
 
 
 class ModelHandle:
@@ -345,4 +378,4 @@ def apply_awgn(model: nn.Module, stats: Mapping[str, NeuronStats], seed: int = 0
 
 
 __all__ = ["ModelHandle", "NeuronStats", "StatsAccumulator", "apply_awgn", "apply_error_model", "apply_weight_error",
-           "awgn_snr_db", "collect", "relative_error_moments"]
+           "awgn_snr_db", "collect", "collect_samples", "relative_error_moments"]
