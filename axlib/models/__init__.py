@@ -81,7 +81,7 @@ MODELS: dict[str, ModelSpec] = {
         "ALL-CNN-C (Springenberg et al. 2015; batch norm, no dropout), full width (281M MACs), CIFAR-10"),
     "allcnn_c_quarter": ModelSpec(
         "allcnn_c_quarter", "cifar10", "cifar_meanstd", (lambda: AllCnnC(ALLCNN_REDUCED_WIDTH)), "zoo",
-        Recipe(epochs=15, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=True, warmup_epochs=1),
+        Recipe(epochs=12, batch_size=128, lr=0.05, momentum=0.9, weight_decay=5e-4, augment=True, warmup_epochs=1),
         "ALL-CNN-C at a quarter of the channels (24/48, 18.1M MACs; batch norm, no dropout), CIFAR-10"),
     **{f"resnet{d}": ModelSpec(f"resnet{d}", "cifar10", "imagenet_meanstd",
                                (lambda d=d: CifarResNet(d)), "pretrained",
