@@ -27,8 +27,8 @@ def test_with_multiplier_keeps_the_grid_and_swaps_the_products():
     mult = multipliers.get("trunc6")
     b = approximate(net, mult, [(x[:64], None)])
     e = with_multiplier(b, None)
-    for (n, mb), me in zip(((n, m) for n, m in b.named_modules() if isinstance(m, ApproxLayer)),
-                           (m for m in e.modules() if isinstance(m, ApproxLayer))):
+    for mb, me in zip((m for m in b.modules() if isinstance(m, ApproxLayer)),
+                      (m for m in e.modules() if isinstance(m, ApproxLayer))):
         assert me.multiplier is None and (me.a_step, me.w_step, me.a_lo, me.a_hi) == (mb.a_step, mb.w_step,
                                                                                           mb.a_lo, mb.a_hi)
     with torch.no_grad():
@@ -127,3 +127,13 @@ def test_retrained_weights_are_reused_and_a_damaged_file_retrains(tiny_resnet8_c
     with pytest.warns(cachefiles.CacheWarning, match="retrained"):
         c = retrain.point("resnet8", "smapprox:3330", "errmodel", **kw)
     assert c["accuracy"] == a["accuracy"]                     # retrained with the same seed: same network
+
+
+def test_time_epoch_times_both_methods_side_by_side():
+    rows = retrain.time_epoch("resnet8", "smapprox:3330", batch_size=4, n_batches=2, warmup=1, p=8)
+    assert [r["method"] for r in rows] == ["behavioral", "errmodel"]
+    for r in rows:
+        assert r["s_per_batch"] > 0 and r["s_per_epoch"] == pytest.approx(r["s_per_batch"] * 782)
+        assert r["model_s"] > 0 and r["p"] == 8
+    with pytest.raises(ParameterError, match="methods"):
+        retrain.time_epoch("resnet8", "smapprox:3330", methods=["none"])

@@ -49,6 +49,21 @@ PAPER_TABLE4 = {
 }
 
 
+#: delaparra2021 Table 7: top-1 (%) of a network retrained for one multiplier (row; "none": not
+#: retrained) and evaluated with another (column; "8bit": exact 8-bit). The ResNet8 column printed
+#: "FP" holds 84.61, ResNet8's 8-bit accuracy (Table 4), so it is read as the 8-bit column.
+PAPER_TABLE7 = {
+    "allcnn_c": {"none": {"8bit": 89.03, "1110": 88.64, "3330": 88.41, "2222": 85.71},
+                 "1110": {"8bit": 89.00, "1110": 88.88, "3330": 88.63, "2222": 85.91},
+                 "3330": {"8bit": 88.66, "1110": 88.76, "3330": 88.87, "2222": 85.99},
+                 "2222": {"8bit": 88.23, "1110": 88.49, "3330": 88.39, "2222": 86.58}},
+    "resnet8": {"none": {"8bit": 84.61, "1110": 82.68, "3330": 80.42, "2222": 54.41},
+                "1110": {"8bit": 84.60, "1110": 85.48, "3330": 83.11, "2222": 59.74},
+                "3330": {"8bit": 83.96, "1110": 84.48, "3330": 84.23, "2222": 65.31},
+                "2222": {"8bit": 80.21, "1110": 80.83, "3330": 79.20, "2222": 67.96}},
+}
+
+
 def check_methods(name: str, values) -> list[str]:
     values = validate.unique(name, validate.nonempty(name, values, "method"))
     for v in values:
@@ -217,5 +232,124 @@ def point(net: str, multiplier: str, method: str, n_train: int, epochs: int, lr:
     return out
 
 
-__all__ = ["EXACT_8BIT", "METHODS", "PAPER_TABLE4", "RETRAIN_MODELS", "accuracy", "attach", "check_methods", "point",
+#: Training batches of one CIFAR-10 epoch at batch 64 (50,000 images), delaparra2021 Table 5.
+CIFAR_EPOCH_BATCHES = 782
+
+
+def time_epoch(net: str, multiplier: str, methods=("behavioral", "errmodel"), batch_size: int = 64,
+               n_batches: int = 20, warmup: int = 2, p: int = 256, path: str | None = None, seed: int = 0,
+               epoch_batches: int | None = None) -> list[dict]:
+    """Seconds per training epoch of each method, timed on random inputs (delaparra2021 Tables 5-6).
+
+    The network is built from its definition with random weights (the cost of a step does not depend
+    on the weights' values), quantized 8/8 for ``multiplier`` with ``path`` (:mod:`axlib.kernels.dispatch`:
+    None = ``AXLIB_APPROX_PATH``). Each method runs ``warmup`` untimed and ``n_batches`` timed
+    forward+backward+SGD steps at ``batch_size``; the epoch time is the mean step time times
+    ``epoch_batches`` (782 for CIFAR-10 at batch 64; ImageNet's share is the caller's). ``model_s`` is
+    the time to collect the error statistics over ``p`` images (Table 6), measured once per network.
+    All methods are timed in one call, side by side, on the same inputs.
+    """
+    validate.choice("net", net, list(RETRAIN_MODELS))
+    validate.integer("batch_size", batch_size, lo=1, hi=4096)
+    validate.integer("n_batches", n_batches, lo=1, hi=100000)
+    validate.integer("warmup", warmup, lo=0, hi=1000)
+    validate.integer("p", p, lo=1, hi=100000)
+    for m in validate.nonempty("methods", methods, "method"):
+        validate.choice("methods", m, [x for x in METHODS if x != "none"])
+    spec = models.spec(net)
+    size = 224 if spec.dataset == "imagenet" else 32
+    classes = 1000 if spec.dataset == "imagenet" else 10
+    epoch_batches = CIFAR_EPOCH_BATCHES if epoch_batches is None else validate.integer("epoch_batches", epoch_batches,
+                                                                                         lo=1)
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = spec.build().eval()
+    x = torch.randn(batch_size, 3, size, size, generator=g)
+    y = torch.randint(0, classes, (batch_size,), generator=g)
+    mult = multipliers.get(multiplier)
+    behavioural = approximate(model, mult, [(x, None)], path=path)
+    exact = with_multiplier(behavioural, None)
+    t0 = time.perf_counter()
+    stats_batches = [(torch.randn(min(64, p - i), 3, size, size, generator=g), None) for i in range(0, p, 64)]
+    stats = errmodel.collect(behavioural, stats_batches)
+    model_s = time.perf_counter() - t0
+    rows = []
+    for method in methods:
+        trained = behavioural if method == "behavioral" else exact
+        handle = attach(method, trained, stats, mult, seed) if method != "behavioral" else None
+        opt = torch.optim.SGD([q for q in trained.parameters()], lr=1e-6, momentum=0.9)
+        trained.train()
+        times = []
+        try:
+            for k in range(warmup + n_batches):
+                t = time.perf_counter()
+                loss = F.cross_entropy(trained(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if k >= warmup:
+                    times.append(time.perf_counter() - t)
+        finally:
+            if handle is not None:
+                handle.remove()
+        step = sum(times) / len(times)
+        rows.append({"net": net, "multiplier": multiplier, "method": method, "path": path or config_path(),
+                     "batch_size": batch_size, "n_batches": n_batches, "s_per_batch": step,
+                     "s_per_batch_min": min(times), "s_per_epoch": step * epoch_batches,
+                     "epoch_batches": epoch_batches, "model_s": model_s, "p": p, "threads": torch.get_num_threads()})
+    return rows
+
+
+def config_path() -> str:
+    """The product path ``AXLIB_APPROX_PATH`` selects (default ``auto``)."""
+    import os
+
+    return os.environ.get("AXLIB_APPROX_PATH", "auto") or "auto"
+
+def study(nets, mults, methods, n_train: int, epochs: int, lr: float, batch_size: int, p: int, n_test, n_calib: int,
+          seed: int, zoo_json: str = "{}", evaluate_with=(), progress: bool = True):
+    """:func:`point` for every (net, multiplier, method), cached per point; one tidy row per point."""
+    import pandas as pd
+
+    from axlib import sweep
+
+    nets = validate.unique("nets", validate.nonempty("nets", nets, f"network of {list(RETRAIN_MODELS)}"))
+    from axlib.methods.approx_eval import check_multipliers
+
+    mults = check_multipliers("multipliers", mults)
+    methods = check_methods("methods", methods)
+    for n in nets:
+        validate.choice("nets", n, list(RETRAIN_MODELS))
+    points = [dict(net=n, multiplier=m, method=k, n_train=n_train, epochs=epochs, lr=lr, batch_size=batch_size, p=p,
+                   n_test=n_test, n_calib=n_calib, seed=seed, zoo_json=zoo_json, evaluate_with=list(evaluate_with))
+              for n in nets for m in mults for k in methods]
+    for pt in points:
+        validate_point(**{k: v for k, v in pt.items() if k != "zoo_json"})
+    rows = sweep.run_grid(point, points, name=f"delaparra2021-retrain-v{RETRAINED_VERSION}", progress=progress)
+    return pd.DataFrame(rows)
+
+def macs_per_image(net: str) -> int:
+    """MACs of one image through ``net``'s definition (random weights; 32x32 CIFAR, 224x224 ImageNet)."""
+    from axlib import energy
+
+    spec = models.spec(net)
+    size = 224 if spec.dataset == "imagenet" else 32
+    with torch.no_grad():
+        return int(energy.count_macs(spec.build().eval(), [(torch.zeros(1, 3, size, size), None)])["macs"].sum())
+
+
+def network_point(net: str, n_test, n_calib: int, seed: int, zoo_json: str = "{}") -> dict:
+    """delaparra2021 Table 4 for one network: float and 8-bit (exact fake-quantized, Eq. 1) top-1 on
+    ``n_test`` seeded test images, and MACs per image."""
+    validate.choice("net", net, [m for m in RETRAIN_MODELS if m != "resnet18"])
+    model, info, _, calib, (xt, yt) = _data(net, 1, n_test, n_calib, seed, zoo_json)
+    q8 = approximate(model, None, calib)
+    return {"net": net, "accuracy_float": accuracy(model, xt, yt), "accuracy_8bit": accuracy(q8, xt, yt),
+            "macs": macs_per_image(net), "n_test": len(yt), "origin": models.spec(net).origin,
+            "zoo_test_accuracy": info.get("test_accuracy"), "recipe": json.dumps(info.get("recipe"), sort_keys=True)}
+
+
+
+__all__ = ["CIFAR_EPOCH_BATCHES", "EXACT_8BIT", "METHODS", "PAPER_TABLE4", "PAPER_TABLE7", "RETRAIN_MODELS", "accuracy",
+           "attach", "check_methods", "config_path", "macs_per_image", "network_point", "point", "study", "time_epoch",
            "train", "validate_point"]
