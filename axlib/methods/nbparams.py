@@ -280,15 +280,6 @@ def _bench01(*, shapes, batch_sizes, repeats, lowrank_tables, seed, profile):
 # --------------------------------------------------------------------------- delaparra2021, ponzina2022
 
 
-@_register("delaparra2021/tab03")
-def _delaparra_tab03(*, net, multipliers, p, n_calib, n_ks, seed, zoo, profile):
-    from axlib.methods import errstats
-
-    errstats.validate_params(net, multipliers, p, n_calib, seed, n_ks)
-    _zoo(zoo)
-    _profile(profile)
-
-
 @_register("delaparra2021/tab01")
 def _delaparra_tab01(*, orders, seed, profile):
     from axlib.multipliers import smapprox as sa
