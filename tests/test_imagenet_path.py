@@ -31,11 +31,11 @@ def fake_imagenet(tmp_path, monkeypatch):
     monkeypatch.setenv("AXLIB_DATA", str(tmp_path))
     monkeypatch.setenv("AXLIB_CACHE", str(tmp_path / "cache"))
 
-    def random_alexnet_state():
+    def random_torchvision_state(network):
         torch.manual_seed(0)
-        return models.spec("alexnet").build().state_dict()
+        return models.spec(network).build().state_dict()
 
-    monkeypatch.setattr("axlib.models.pretrained.load_alexnet_state", random_alexnet_state)
+    monkeypatch.setattr("axlib.models.pretrained.load_torchvision_state", random_torchvision_state)
     res.setup.cache_clear()
     snapea.setup.cache_clear()
     yield tmp_path

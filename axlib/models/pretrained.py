@@ -69,10 +69,3 @@ def load_torchvision_state(network: str) -> dict:
                                f"{sorted(TORCHVISION_WEIGHTS)}")
     name, url = TORCHVISION_WEIGHTS[network]
     return torch.load(weight_file(name, url), map_location="cpu", weights_only=True)
-
-
-def load_alexnet_state() -> dict:
-    """torchvision's ImageNet AlexNet weights (IMAGENET1K_V1)."""
-    return load_torchvision_state("alexnet")
-
-
