@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from axlib import cachefiles, config, data, models, multipliers, paths, validate
+from axlib.kernels import dispatch
 from axlib.nn import approximate, errmodel, with_multiplier
 
 METHODS = ("none", "behavioral", "errmodel", "baseline", "awgn")
@@ -293,18 +294,12 @@ def time_epoch(net: str, multiplier: str, methods=("behavioral", "errmodel"), ba
             if handle is not None:
                 handle.remove()
         step = sum(times) / len(times)
-        rows.append({"net": net, "multiplier": multiplier, "method": method, "path": path or config_path(),
+        rows.append({"net": net, "multiplier": multiplier, "method": method, "path": path or dispatch.default_path(),
                      "batch_size": batch_size, "n_batches": n_batches, "s_per_batch": step,
                      "s_per_batch_min": min(times), "s_per_epoch": step * epoch_batches,
                      "epoch_batches": epoch_batches, "model_s": model_s, "p": p, "threads": torch.get_num_threads()})
     return rows
 
-
-def config_path() -> str:
-    """The product path ``AXLIB_APPROX_PATH`` selects (default ``auto``)."""
-    import os
-
-    return os.environ.get("AXLIB_APPROX_PATH", "auto") or "auto"
 
 def study(nets, mults, methods, n_train: int, epochs: int, lr: float, batch_size: int, p: int, n_test, n_calib: int,
           seed: int, zoo_json: str = "{}", evaluate_with=(), progress: bool = True):
@@ -351,5 +346,5 @@ def network_point(net: str, n_test, n_calib: int, seed: int, zoo_json: str = "{}
 
 
 __all__ = ["CIFAR_EPOCH_BATCHES", "EXACT_8BIT", "METHODS", "PAPER_TABLE4", "PAPER_TABLE7", "RETRAIN_MODELS", "accuracy",
-           "attach", "check_methods", "config_path", "macs_per_image", "network_point", "point", "study", "time_epoch",
+           "attach", "check_methods", "macs_per_image", "network_point", "point", "study", "time_epoch",
            "train", "validate_point"]

@@ -225,6 +225,12 @@ class LayerConfig:
         scheme_bits(self.scheme)
 
 
+def _replace(model: nn.Module, modules: Mapping[str, nn.Module], name: str, new: nn.Module) -> None:
+    """Put ``new`` in place of the submodule ``name`` of ``model`` (``modules``: its named modules)."""
+    parent_name, _, child = name.rpartition(".")
+    setattr(modules[parent_name] if parent_name else model, child, new)
+
+
 @torch.no_grad()
 def approximate_layers(model: nn.Module, calib: Iterable, config: Mapping[str, LayerConfig], fold_bn: bool = True,
                        path: str | None = None) -> nn.Module:
@@ -245,9 +251,7 @@ def approximate_layers(model: nn.Module, calib: Iterable, config: Mapping[str, L
         _, a_hi = activation_code_range(cfg.multiplier, a_bits, a_signed)
         a_step = max(stats[n]["input_max_abs"], 1e-12) / a_hi
         w_step = max(stats[n]["weight_max_abs"], 1e-12) / (2 ** (w_bits - 1) - 1)
-        parent_name, _, child = n.rpartition(".")
-        parent = modules[parent_name] if parent_name else model
-        setattr(parent, child, ApproxLayer(layer, cfg.multiplier, a_step, w_step, a_signed, a_bits, w_bits, path))
+        _replace(model, modules, n, ApproxLayer(layer, cfg.multiplier, a_step, w_step, a_signed, a_bits, w_bits, path))
     return model
 
 
@@ -289,6 +293,5 @@ def with_multiplier(model: nn.Module, multiplier, layers: Iterable[str] | None =
             raise ValueError(f"layer {n}: {getattr(multiplier, 'name', multiplier)} takes activation codes "
                              f"{new.a_lo}..{new.a_hi}, the layer was calibrated for {m.a_lo}..{m.a_hi}; "
                              "calibrate a new model with axlib.nn.approximate instead")
-        parent_name, _, child = n.rpartition(".")
-        setattr(modules[parent_name] if parent_name else model, child, new)
+        _replace(model, modules, n, new)
     return model
