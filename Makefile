@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 reproduce: $(STAMP)
-	AXLIB_FORCE=1 $(PY) -m axlib.repro book --profile $(PROFILE) --all
+	AXLIB_FORCE=1 AXLIB_RETRAIN=1 $(PY) -m axlib.repro book --profile $(PROFILE) --all
 	@echo "book: _build/html/index.html"
 
 book: $(STAMP)

@@ -7,6 +7,9 @@ Environment knobs:
 - ``AXLIB_CACHE``: root of re-creatable caches (trained models, decoded datasets, sweep points).
   Default: ``<project>/data``  (models in ``data/models``, the rest in ``data/cache``).
 - ``AXLIB_BUILD``: build directory for executed notebooks and the book. Default: ``<project>/_build``.
+
+The zoo's trained weights behind the committed raw runs are shipped (committed) in
+``<project>/data/zoo`` (:func:`shipped_models_dir`); they are copied into the model cache on first use.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ def cache_root() -> Path:
 def models_dir() -> Path:
     """Trained-model cache, keyed by config hash."""
     return cache_root() / "models"
+
+
+def shipped_models_dir() -> Path:
+    """Committed zoo weights (``<name>-<hash12>.pt`` + ``.json``, the same files the cache holds): read-only input."""
+    return PROJECT_ROOT / "data" / "zoo"
 
 
 def array_cache_dir() -> Path:

@@ -530,6 +530,78 @@ def cmd_check_runs(args) -> int:
     return 0
 
 
+def committed_zoo_models(profile: str = "default") -> dict[str, dict]:
+    """The zoo networks behind the stored runs of ``profile``.
+
+    Keyed by the model file name (``<name>-<hash12>.pt``); each value holds ``name``, ``recipe``
+    (a :class:`~axlib.models.zoo.Recipe`), ``seed`` and ``digests``: weights digest
+    (``weights_sha256_16``) -> the notebook ids whose runs used it. More than one digest for one file
+    means runs computed from different trainings of the same recipe (training on another CPU family
+    gives other weights): only one of them can be shipped.
+    """
+    from axlib.models import zoo
+
+    found: dict[str, dict] = {}
+    for nb in discover():
+        params = {k: v for k, v in effective_params(nb, profile).items() if k != "profile"}
+        run = runs.load(nb.id, params, profile)
+        for name, rec in ((run.meta.get("models") or {}) if run else {}).items():
+            if rec.get("origin") != "zoo":
+                continue
+            recipe = zoo.Recipe(**rec["recipe"])
+            file = zoo.model_path(name, recipe, rec["seed"]).name
+            entry = found.setdefault(file, {"name": name, "recipe": recipe, "seed": rec["seed"], "digests": {}})
+            entry["digests"].setdefault(rec["weights_sha256_16"], []).append(nb.id)
+    return found
+
+
+def _digest_of(pt: Path) -> str:
+    import torch
+
+    from axlib import provenance
+
+    return provenance.weights_digest(torch.load(pt, map_location="cpu", weights_only=True))
+
+
+def cmd_ship_weights(args) -> int:
+    """Copy the cached zoo weights behind the committed default runs into data/zoo/ (to commit).
+
+    A file is shipped only when every run naming it recorded the digest of the cached weights; each
+    file that cannot be shipped is reported with the runs to recompute (exit status 1).
+    """
+    from axlib.models import zoo
+
+    problems = []
+    for file, m in sorted(committed_zoo_models("default").items()):
+        src = zoo.model_path(m["name"], m["recipe"], m["seed"])
+        shipped = paths.shipped_models_dir() / file
+        users = "; ".join(f"{', '.join(nbs)} used {d}" for d, nbs in sorted(m["digests"].items()))
+        if len(m["digests"]) > 1:
+            problems.append(f"{file}: runs disagree on its weights ({users}): recompute one side")
+            continue
+        (want, nbs), = m["digests"].items()
+        have = shipped if shipped.exists() else src
+        if not have.exists():
+            problems.append(f"{file}: neither cached nor in data/zoo ({users}): "
+                            "recompute those runs after training it here")
+            continue
+        digest = _digest_of(have)
+        if digest != want:
+            problems.append(f"{have}: weights {digest}, but {users}: recompute those runs with these weights")
+            continue
+        if have == src:
+            try:
+                zoo.ship(m["name"], m["recipe"], m["seed"])
+            except ValueError as exc:
+                problems.append(str(exc))
+                continue
+        print(f"shipped {file} ({digest}; {len(nbs)} notebooks)")
+    if problems:
+        print("not shipped:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_list(args) -> int:
     for nb in discover():
         print(f"{nb.id:28s} {nb.source.relative_to(paths.PROJECT_ROOT)}  params: {sorted(parameter_defaults(nb))}")
@@ -543,6 +615,7 @@ environment variables:
   AXLIB_DATA              datasets, pretrained weights and multiplier tables (default data/datasets)
   AXLIB_OFFLINE=1         never download; a missing file is an error naming it
   AXLIB_FORCE=1           recompute raw runs and sweep points even when stored
+  AXLIB_RETRAIN=1         train zoo networks here instead of loading the shipped weights in data/zoo
   AXLIB_RUNS              raw-run store (default data/runs)
   AXLIB_CACHE             caches: trained models, decoded datasets, sweep points (default data/)
   AXLIB_BUILD             executed notebooks and the book (default _build)
@@ -589,6 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     p = subparser("check-runs", "every notebook has its stored raw run for the profile (computes nothing)")
     p.add_argument("--profile", default="default", choices=runs.PROFILES, help=profile_help)
     p.set_defaults(func=cmd_check_runs)
+    p = subparser("ship-weights", "copy the zoo weights behind the committed default runs into data/zoo/ "
+                                  "(checks each against the digest its runs recorded)")
+    p.set_defaults(func=cmd_ship_weights)
     p = subparser("list", "list notebooks and their parameters")
     p.set_defaults(func=cmd_list)
     args = ap.parse_args(argv)

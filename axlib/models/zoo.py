@@ -13,6 +13,14 @@ the sha256 of the weights in it; on load the weights must match that digest. A d
 (empty or truncated ``.pt``, unparsable ``.json``, digest mismatch, weights that do not fit the
 network, unreadable ``.partial``) is discarded with a ``CacheWarning`` naming the file, and the
 model is trained again (resumed checkpoints: from the start).
+
+Shipped weights: the trained files behind the committed raw runs are committed under
+``data/zoo/`` (:func:`axlib.paths.shipped_models_dir`). When the cache lacks a model and a shipped
+file with the same name (same name, recipe, seed, zoo version) exists, it is copied into the cache
+and loaded through the same digest check, so a fresh clone trains nothing; a damaged shipped file is
+reported and the model is trained here instead (the committed file is never deleted).
+``AXLIB_RETRAIN=1`` ignores the shipped files (``make reproduce`` sets it): each zoo network is then
+trained here once and cached. :func:`ship` copies a cached model into ``data/zoo/``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -116,7 +127,11 @@ def train_or_load(name: str, build, dataset: str, normalization: str, recipe: Re
     info_path = path.with_suffix(".json")
     config.seed_everything(seed)  # deterministic initial weights
     model = build()
+    shipped = _adopt_shipped(path, info_path)
     cached = _load_cached(path, info_path)
+    if shipped is not None and cached is None:
+        warnings.warn(f"the shipped weights {shipped} are damaged (see the warning before); "
+                      f"training {name} here instead", cachefiles.CacheWarning, stacklevel=2)
     if cached is not None:
         state, info = cached
         try:
@@ -132,6 +147,55 @@ def train_or_load(name: str, build, dataset: str, normalization: str, recipe: Re
     cachefiles.write_text(info_path, json.dumps(info, indent=2))  # last: its presence marks a complete cache
     path.with_name(path.name + ".partial").unlink(missing_ok=True)
     return model.eval(), info
+
+
+def retrain_requested() -> bool:
+    """``AXLIB_RETRAIN=1``: train zoo networks here instead of using the shipped weights."""
+    return os.environ.get("AXLIB_RETRAIN", "").strip().lower() in ("1", "true", "yes")
+
+
+def _adopt_shipped(path: Path, info_path: Path) -> Path | None:
+    """Copy the shipped ``.pt`` and ``.json`` for ``path`` into the cache when the cache lacks them.
+
+    Returns the shipped ``.pt`` when it was copied (the caller's digest check then covers it), else
+    None: the cache already holds the model, no shipped file exists, or ``AXLIB_RETRAIN=1``.
+    """
+    src = paths.shipped_models_dir() / path.name
+    src_info = src.with_suffix(".json")
+    if retrain_requested() or (path.exists() and info_path.exists()):
+        return None
+    if not (src.exists() and src_info.exists()) or src.resolve() == path.resolve():
+        return None
+    with cachefiles.atomic_path(path) as tmp:  # weights first, the sidecar last (it marks a complete cache)
+        shutil.copyfile(src, tmp)
+    with cachefiles.atomic_path(info_path) as tmp:
+        shutil.copyfile(src_info, tmp)
+    return src
+
+
+SHIP_LIMIT_BYTES = 5 * 2**20
+"""Largest weights file that may be committed (the repository's limit for one tracked file)."""
+
+
+def ship(name: str, recipe: Recipe, seed: int) -> Path:
+    """Copy the cached model ``(name, recipe, seed)`` into ``data/zoo/`` (to be committed); returns its path.
+
+    The cache must hold the model complete and undamaged (checked by its digest); ``FileNotFoundError``
+    otherwise. A weights file over :data:`SHIP_LIMIT_BYTES` is refused (``ValueError``): it is too large
+    to commit and must be published another way (e.g. a release asset with its checksum).
+    """
+    path = model_path(name, recipe, seed)
+    info_path = path.with_suffix(".json")
+    if _load_cached(path, info_path) is None:
+        raise FileNotFoundError(f"no complete cached model {path} to ship; train it first (get_model)")
+    if path.stat().st_size > SHIP_LIMIT_BYTES:
+        raise ValueError(f"{path} is {path.stat().st_size / 2**20:.1f} MiB, over the {SHIP_LIMIT_BYTES / 2**20:.0f} MiB "
+                         "limit for a committed file: not shipped")
+    dest = paths.shipped_models_dir() / path.name
+    for src, dst in ((path, dest), (info_path, dest.with_suffix(".json"))):
+        with cachefiles.atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    return dest
 
 
 def _load_cached(path: Path, info_path: Path) -> tuple[dict, dict] | None:
