@@ -76,3 +76,17 @@ def test_snapea_runs_on_imagenet_alexnet(fake_imagenet):
     assert torch.allclose(logits, dense, atol=1e-3, rtol=1e-4)
     for sl in s.layers:
         assert ops[sl.name].max() <= sl.k and ops[sl.name].min() >= 1
+
+
+def test_retraining_runs_on_imagenet_resnet18(fake_imagenet):
+    """delaparra2021 Figs. 8-9: the ImageNet path of retrain.point (a seeded split of the validation folder)."""
+    from axlib.methods import retrain
+
+    retrain._data.cache_clear()
+    try:
+        out = retrain.point("resnet18", "smapprox:3330", "errmodel", n_train=6, epochs=1, lr=1e-4, batch_size=3, p=6,
+                            n_test=4, n_calib=3, seed=0, progress=False)
+    finally:
+        retrain._data.cache_clear()
+    assert out["n_test"] == 4 and out["steps"] == 2 and out["model_s"] > 0
+    assert 0.0 <= out["accuracy"] <= 1.0 and 0.0 <= out["accuracy_8bit"] <= 1.0

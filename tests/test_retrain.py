@@ -89,6 +89,22 @@ def test_bad_parameters_fail_before_any_work(kw, match, monkeypatch):
         retrain.check_methods("methods", [])
 
 
+def test_missing_imagenet_fails_before_any_work_and_stores_nothing(tmp_path, monkeypatch):
+    """delaparra2021 Figs. 8-9 need the local ImageNet folder: a clear error naming net and the folder."""
+    from axlib import data
+
+    monkeypatch.setenv("AXLIB_DATA", str(tmp_path))
+    monkeypatch.setenv("AXLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(retrain, "_data", lambda *a, **k: pytest.fail("work started"))
+    with pytest.raises(data.MissingDataError, match=r"net='resnet18'.*imagenet"):
+        retrain.study(["resnet18"], ["smapprox:3330"], ["errmodel"], n_train=8, epochs=1, lr=1e-4, batch_size=4, p=8,
+                      n_test=4, n_calib=4, seed=0, progress=False)
+    with pytest.raises(data.MissingDataError, match="net='resnet18'"):
+        retrain.point("resnet18", "smapprox:3330", "none", n_train=8, epochs=1, lr=1e-4, batch_size=4, p=8, n_test=4,
+                      n_calib=4, seed=0)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.json"))
+
+
 @needs_cifar10
 def test_point_on_a_tiny_resnet8(tiny_resnet8_cache):
     zoo = json.dumps(TINY_RESNET8_ZOO, sort_keys=True)

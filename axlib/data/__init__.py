@@ -15,7 +15,16 @@ from axlib.data.arrays import (
     load_arrays,
 )
 from axlib.data.splits import calibration_test_split, subset_indices
-from axlib.data.tensors import NORMALIZATIONS, batches, evaluation_split, imagenet_tensors, imagenet_val, tensors
+from axlib.data.tensors import (
+    NORMALIZATIONS,
+    batches,
+    evaluation_split,
+    imagenet_available,
+    imagenet_tensors,
+    imagenet_val,
+    imagenet_val_root,
+    tensors,
+)
 
 __all__ = [
     "DATASETS",
@@ -26,8 +35,10 @@ __all__ = [
     "batches",
     "calibration_test_split",
     "evaluation_split",
+    "imagenet_available",
     "imagenet_tensors",
     "imagenet_val",
+    "imagenet_val_root",
     "load_arrays",
     "subset_indices",
     "tensors",

@@ -64,6 +64,17 @@ def batches(x, y, batch_size: int, shuffle: bool = False, seed: int = 0) -> Iter
         yield x[idx], y[idx]
 
 
+def imagenet_val_root():
+    """Where the ImageNet validation folder is looked for: ``AXLIB_DATA/imagenet/val``."""
+    return paths.data_root() / "imagenet" / "val"
+
+
+def imagenet_available() -> bool:
+    """True when the local ImageNet validation folder exists and is not empty (it cannot be downloaded)."""
+    root = imagenet_val_root()
+    return root.is_dir() and any(root.iterdir())
+
+
 def imagenet_val(n: int | None = None, seed: int = 0, batch_size: int = 64):
     """A DataLoader over ``AXLIB_DATA/imagenet/val/<wnid>/*.JPEG`` with the standard 224 crop.
 
@@ -72,8 +83,8 @@ def imagenet_val(n: int | None = None, seed: int = 0, batch_size: int = 64):
     import torch
     from torchvision import datasets, transforms
 
-    root = paths.data_root() / "imagenet" / "val"
-    if not root.is_dir() or not any(root.iterdir()):
+    root = imagenet_val_root()
+    if not imagenet_available():
         raise MissingDataError(
             f"imagenet validation folder not found. Looked for: {root}\n"
             "How to get it: download ILSVRC2012 validation images from https://image-net.org "
