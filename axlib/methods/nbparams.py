@@ -289,6 +289,100 @@ def _delaparra_tab01(*, orders, seed, profile):
     _profile(profile)
 
 
+def _delaparra_nets(name: str, nets, allowed) -> list[str]:
+    nets = validate.unique(name, validate.nonempty(name, nets, f"network of {list(allowed)}"))
+    for n in nets:
+        validate.choice(name, n, list(allowed))
+    return nets
+
+
+@_register("delaparra2021/tab03")
+def _delaparra_tab03(*, net, multipliers, p, n_calib, n_ks, n_fig4, seed, zoo, profile):
+    from axlib.methods import errstats
+
+    errstats.validate_params(net, multipliers, p, n_calib, seed, n_ks, n_fig4)
+    _zoo(zoo)
+    _profile(profile)
+
+
+@_register("delaparra2021/tab04")
+def _delaparra_tab04(*, nets, mac_nets, n_test, n_calib, seed, zoo, profile):
+    from axlib.methods import retrain
+
+    _delaparra_nets("nets", nets, [m for m in retrain.RETRAIN_MODELS if m != "resnet18"])
+    _delaparra_nets("mac_nets", mac_nets, retrain.RETRAIN_MODELS)
+    if n_test is not None:
+        validate.integer("n_test", n_test, lo=1, hi=10000)
+    validate.integer("n_calib", n_calib, lo=1, hi=50000)
+    validate.integer("seed", seed, lo=0)
+    _zoo(zoo)
+    _profile(profile)
+
+
+@_register("delaparra2021/tab05")
+def _delaparra_tab05(*, nets, multiplier, paths, batch_size, n_batches, warmup, p, seed, profile):
+    from axlib.kernels import dispatch
+    from axlib.methods import retrain
+    from axlib.methods.approx_eval import check_multipliers
+
+    _delaparra_nets("nets", nets, retrain.RETRAIN_MODELS)
+    check_multipliers("multiplier", [multiplier])
+    validate.unique("paths", validate.choices("paths", validate.nonempty("paths", paths, "kernel path"),
+                                              list(dispatch.PATHS)))
+    validate.integer("batch_size", batch_size, lo=1, hi=4096)
+    validate.integer("n_batches", n_batches, lo=1, hi=100000)
+    validate.integer("warmup", warmup, lo=0, hi=1000)
+    validate.integer("p", p, lo=1, hi=100000)
+    validate.integer("seed", seed, lo=0)
+    _profile(profile)
+
+
+def _retrain_common(nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
+                    profile, evaluate_with=(), allowed_nets=None) -> None:
+    """The retraining pages (Figs. 6-9, Table 7): every (net, multiplier, method) point checked."""
+    from axlib.methods import retrain
+    from axlib.methods.approx_eval import check_multipliers
+
+    nets = _delaparra_nets("nets", nets, allowed_nets or [m for m in retrain.RETRAIN_MODELS if m != "resnet18"])
+    mults = validate.unique("multipliers", check_multipliers("multipliers", multipliers))
+    methods = retrain.check_methods("methods", methods)
+    for m in methods:
+        retrain.validate_point(nets[0], mults[0], m, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed,
+                               evaluate_with)
+    _zoo(zoo)
+    _profile(profile)
+
+
+@_register("delaparra2021/fig06")
+def _delaparra_fig06(*, nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
+                     profile):
+    _retrain_common(nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
+                    profile)
+
+
+@_register("delaparra2021/fig07")
+def _delaparra_fig07(*, nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
+                     profile):
+    _retrain_common(nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
+                    profile)
+
+
+@_register("delaparra2021/tab07")
+def _delaparra_tab07(*, nets, multipliers, method, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
+                     profile):
+    from axlib.methods import retrain
+
+    validate.choice("method", method, [m for m in retrain.METHODS if m != "none"])
+    _retrain_common(nets, multipliers, ["none", method], n_train, epochs, lr, batch_size, p, n_test, n_calib, seed,
+                    zoo, profile, evaluate_with=[retrain.EXACT_8BIT, *multipliers])
+
+
+@_register("delaparra2021/fig08")
+def _delaparra_fig08(*, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, profile):
+    _retrain_common(["resnet18"], multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, {},
+                    profile, allowed_nets=["resnet18"])
+
+
 @_register("ponzina2022/tab01")
 def _ponzina_tab01(*, eight_bit_operand, seed, profile):
     validate.choice("eight_bit_operand", eight_bit_operand, ["a", "b"])
