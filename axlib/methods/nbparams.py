@@ -354,15 +354,9 @@ def _retrain_common(nets, multipliers, methods, n_train, epochs, lr, batch_size,
 
 
 @_register("delaparra2021/fig06")
-def _delaparra_fig06(*, nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
-                     profile):
-    _retrain_common(nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
-                    profile)
-
-
 @_register("delaparra2021/fig07")
-def _delaparra_fig07(*, nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
-                     profile):
+def _delaparra_fig06_fig07(*, nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed,
+                           zoo, profile):
     _retrain_common(nets, multipliers, methods, n_train, epochs, lr, batch_size, p, n_test, n_calib, seed, zoo,
                     profile)
 

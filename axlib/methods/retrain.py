@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import time
 
 import torch
@@ -264,8 +265,22 @@ def point(net: str, multiplier: str, method: str, n_train: int, epochs: int, lr:
     return out
 
 
-#: Training batches of one CIFAR-10 epoch at batch 64 (50,000 images), delaparra2021 Table 5.
-CIFAR_EPOCH_BATCHES = 782
+#: Training images of one epoch: CIFAR-10's training set; ImageNet's (ILSVRC2012) and the share of it the
+#: paper retrains ResNet-18 on (delaparra2021 §5.2.2: 20 %).
+CIFAR_TRAIN_IMAGES, IMAGENET_TRAIN_IMAGES, IMAGENET_SHARE = 50_000, 1_281_167, 0.2
+
+
+def epoch_batches(net: str, batch_size: int = 64) -> int:
+    """Training steps of one epoch of ``net`` at ``batch_size`` (delaparra2021 Table 5): ⌈50,000 / batch⌉ for
+    CIFAR-10, round(0.2 · 1,281,167 / batch) for ImageNet (our reading of "20 % of the training data")."""
+    validate.integer("batch_size", batch_size, lo=1)
+    if models.spec(net).dataset == "imagenet":
+        return round(IMAGENET_SHARE * IMAGENET_TRAIN_IMAGES / batch_size)
+    return math.ceil(CIFAR_TRAIN_IMAGES / batch_size)
+
+
+#: Training batches of one CIFAR-10 epoch at batch 64 (782), delaparra2021 Table 5.
+CIFAR_EPOCH_BATCHES = epoch_batches("resnet8", 64)
 
 
 def time_epoch(net: str, multiplier: str, methods=("behavioral", "errmodel"), batch_size: int = 64,
@@ -378,6 +393,7 @@ def network_point(net: str, n_test, n_calib: int, seed: int, zoo_json: str = "{}
 
 
 
-__all__ = ["CIFAR_EPOCH_BATCHES", "EXACT_8BIT", "METHODS", "PAPER_MRE_SPLIT_PCT", "PAPER_TABLE4", "PAPER_TABLE7",
-           "RETRAIN_MODELS", "accuracy", "attach", "check_methods", "macs_per_image", "network_point", "paper_mre_pct",
-           "point", "require_data", "study", "time_epoch", "train", "validate_point"]
+__all__ = ["CIFAR_EPOCH_BATCHES", "CIFAR_TRAIN_IMAGES", "EXACT_8BIT", "IMAGENET_SHARE", "IMAGENET_TRAIN_IMAGES",
+           "METHODS", "PAPER_MRE_SPLIT_PCT", "PAPER_TABLE4", "PAPER_TABLE7", "RETRAIN_MODELS", "accuracy", "attach",
+           "check_methods", "epoch_batches", "macs_per_image", "network_point", "paper_mre_pct", "point",
+           "require_data", "study", "time_epoch", "train", "validate_point"]
