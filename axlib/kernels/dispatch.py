@@ -41,6 +41,10 @@ MAX_RANK = 8
 TIMED_REPEATS = 2
 
 
+#: Exact factorisations (or why there is none) by table digest (content and offsets).
+_FACTORISATIONS: dict[str, tuple[LowRankTable | None, str | None]] = {}
+
+
 class PreparedTable:
     """A product table with its offsets, a content digest and its (lazy) exact factorisation."""
 
@@ -53,12 +57,17 @@ class PreparedTable:
 
     @functools.cached_property
     def _factorisation(self) -> tuple[LowRankTable | None, str | None]:
-        """``(factorisation, None)``, or ``(None, why there is none)``."""
-        try:
-            lr = factorize(self.table, self.a_offset, self.w_offset, max_rank=MAX_RANK)
-        except ValueError as e:  # entries beyond float64's exact integers
-            return None, str(e)
-        return lr, None if lr is not None else f"error matrix has no exact factorisation of rank <= {MAX_RANK}"
+        """``(factorisation, None)``, or ``(None, why there is none)``; computed once per table content
+        (the SVD costs about a second for a 511 x 256 table, and every new layer copy prepares its tables
+        again), shared through :data:`_FACTORISATIONS` by digest."""
+        if self.digest not in _FACTORISATIONS:
+            try:
+                lr = factorize(self.table, self.a_offset, self.w_offset, max_rank=MAX_RANK)
+                why = None if lr is not None else f"error matrix has no exact factorisation of rank <= {MAX_RANK}"
+            except ValueError as e:  # entries beyond float64's exact integers
+                lr, why = None, str(e)
+            _FACTORISATIONS[self.digest] = (lr, why)
+        return _FACTORISATIONS[self.digest]
 
     @property
     def lowrank(self) -> LowRankTable | None:

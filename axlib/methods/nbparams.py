@@ -384,6 +384,54 @@ def _ponzina_tab01(*, eight_bit_operand, seed, profile):
     _profile(profile)
 
 
+def _ponzina_flow(nets, zoo, n_select, n_report, n_calib, dataset, seed, profile, max_drop_pp=5.0, unit="Mul8VH",
+                  ensembles=None, allowed=None):
+    from axlib.methods import ensembles_flow as flow
+
+    flow.check_nets("nets", nets, allowed or flow.NETS)
+    flow.check_common(nets, n_select, n_report, n_calib, seed, dataset, max_drop_pp, unit)
+    if ensembles is not None:
+        flow.check_ensembles("ensembles", ensembles, nets)
+    flow.check_zoo("zoo", zoo, nets)
+    _profile(profile)
+
+
+@_register("ponzina2022/fig02")
+def _ponzina_fig02(*, nets, ensembles, zoo, max_drop_pp, n_select, n_report, n_calib, dataset, seed, profile):
+    from axlib.models.ensemble import ENSEMBLE_BASES
+
+    _ponzina_flow(nets, zoo, n_select, n_report, n_calib, dataset, seed, profile, max_drop_pp,
+                  ensembles=ensembles, allowed=ENSEMBLE_BASES)
+
+
+@_register("ponzina2022/fig03")
+def _ponzina_fig03(*, nets, zoo, unit, compare_naive, n_select, n_calib, dataset, seed, profile):
+    validate.boolean("compare_naive", compare_naive)
+    _ponzina_flow(nets, zoo, n_select, 1, n_calib, dataset, seed, profile, unit=unit)
+
+
+@_register("ponzina2022/fig04")
+def _ponzina_fig04(*, nets, ensembles, zoo, unit, max_drop_pp, skip_violations, n_select, n_report, n_calib, dataset,
+                   seed, profile):
+    from axlib.models.ensemble import ENSEMBLE_BASES
+
+    validate.boolean("skip_violations", skip_violations)
+    _ponzina_flow(nets, zoo, n_select, n_report, n_calib, dataset, seed, profile, max_drop_pp, unit,
+                  ensembles=ensembles, allowed=ENSEMBLE_BASES)
+
+
+@_register("ponzina2022/fig05")
+def _ponzina_fig05(*, nets, ensembles, zoo, unit, max_drop_pp, n_select, n_report, n_calib, dataset, seed, profile):
+    _ponzina_flow(nets, zoo, n_select, n_report, n_calib, dataset, seed, profile, max_drop_pp, unit,
+                  ensembles=ensembles)
+
+
+@_register("ponzina2022/fig06")
+def _ponzina_fig06(*, seed, profile):
+    validate.integer("seed", seed, lo=0)
+    _profile(profile)
+
+
 # --------------------------------------------------------------------------- hanif2018
 
 

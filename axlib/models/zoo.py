@@ -25,6 +25,7 @@ trained here once and cached. :func:`ship` copies a cached model into ``data/zoo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -44,13 +45,18 @@ from axlib import cachefiles, config, data, paths, validate
 
 ZOO_VERSION = 1
 
+#: Keys allowed in ``Recipe.extra`` (each part of the cache key).
+EXTRA_FIELDS = ("qat_epochs", "qat_scheme")
+
 
 @dataclass(frozen=True)
 class Recipe:
     """Training recipe: SGD with momentum and a cosine learning-rate schedule.
 
     ``n_train``: training images (None = all); ``augment``: random 4-pixel shifts and
-    horizontal flips (CIFAR only); ``lr`` is the peak learning rate.
+    horizontal flips (CIFAR only); ``lr`` is the peak learning rate. ``extra`` (:data:`EXTRA_FIELDS`):
+    ``qat_epochs`` — the last so many epochs train with fake quantization
+    (:func:`axlib.quant.qat.fake_quantized_training`, ponzina2022 §4) in ``qat_scheme`` (default "8/16").
     """
 
     epochs: int = 10
@@ -75,6 +81,14 @@ class Recipe:
         validate.boolean("augment", self.augment)
         validate.integer("warmup_epochs", self.warmup_epochs, lo=0, hi=self.epochs)
         validate.mapping("extra", self.extra)
+        unknown = sorted(set(self.extra) - set(EXTRA_FIELDS))
+        if unknown:
+            raise validate.ParameterError(f"parameter extra has unknown key(s) {unknown}; allowed: {list(EXTRA_FIELDS)}")
+        validate.integer("extra.qat_epochs", self.extra.get("qat_epochs", 0), lo=0, hi=self.epochs)
+        if "qat_scheme" in self.extra:
+            from axlib.nn.approx import scheme_bits
+
+            scheme_bits(self.extra["qat_scheme"])
         try:
             json.dumps(self.extra)
         except (TypeError, ValueError) as exc:
@@ -272,7 +286,28 @@ def _train(model: nn.Module, name: str, dataset: str, normalization: str, recipe
     start_epoch, elapsed = _resume(partial, model, opt, recipe.epochs)
     bar = tqdm(total=total, initial=start_epoch * steps_per_epoch, desc=f"train {name}", disable=not progress,
                mininterval=config.PROGRESS_INTERVAL_S, unit="step")
+    qat_from = recipe.epochs - int(recipe.extra.get("qat_epochs", 0))
+    with contextlib.ExitStack() as qat:
+        elapsed = _epochs(model, opt, recipe, seed, x, y, lr_at, steps_per_epoch, start_epoch, qat_from, qat, partial,
+                          bar, elapsed)
+    bar.close()
+    model.eval()
+    xt, yt = data.tensors(dataset, "test", normalization)
+    acc = accuracy(model, xt, yt)
+    return {"name": name, "dataset": dataset, "recipe": asdict(recipe), "seed": seed,
+            "test_accuracy": acc, "n_test": len(yt), "train_time_s": round(elapsed, 1),
+            "torch": torch.__version__}
+
+
+def _epochs(model, opt, recipe: Recipe, seed: int, x, y, lr_at, steps_per_epoch: int, start_epoch: int, qat_from: int,
+            qat: contextlib.ExitStack, partial: Path, bar, elapsed: float) -> float:
+    """Train epochs ``start_epoch..epochs-1`` (fake quantization from epoch ``qat_from`` on, entered on
+    ``qat``); checkpoint after each. Returns the accumulated training seconds."""
+    from axlib.quant import qat as qat_mod
+
     for epoch in range(start_epoch, recipe.epochs):
+        if epoch >= qat_from and not qat_mod.is_fake_quantized(model):
+            qat.enter_context(qat_mod.fake_quantized_training(model, recipe.extra.get("qat_scheme", "8/16")))
         t0 = time.perf_counter()
         model.train()
         gen = torch.Generator().manual_seed(seed * 1000 + epoch)
@@ -288,15 +323,9 @@ def _train(model: nn.Module, name: str, dataset: str, normalization: str, recipe
             bar.update(1)
             bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
         elapsed += time.perf_counter() - t0
-        _atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "epoch": epoch + 1,
+        _atomic_torch_save({"model": qat_mod.plain_state_dict(model), "opt": opt.state_dict(), "epoch": epoch + 1,
                             "elapsed_s": elapsed}, partial)
-    bar.close()
-    model.eval()
-    xt, yt = data.tensors(dataset, "test", normalization)
-    acc = accuracy(model, xt, yt)
-    return {"name": name, "dataset": dataset, "recipe": asdict(recipe), "seed": seed,
-            "test_accuracy": acc, "n_test": len(yt), "train_time_s": round(elapsed, 1),
-            "torch": torch.__version__}
+    return elapsed
 
 
 def _resume(partial: Path, model: nn.Module, opt, epochs: int) -> tuple[int, float]:
