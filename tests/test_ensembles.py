@@ -196,10 +196,17 @@ def test_bad_limits_are_refused(bad):
 # --------------------------------------------------------------------------- sensitivity on a real (random) net
 
 
-@pytest.mark.parametrize("cls", [CifarQuick, VGGfCifar])
-def test_sensitivity_with_reused_stage_inputs_equals_the_full_network(cls):
+def _resnet8():
+    from axlib.models.resnet_cifar import CifarResNet
+
+    return CifarResNet(8)
+
+
+@pytest.mark.parametrize("build", [lambda: CifarQuick(width=0.25), lambda: VGGfCifar(width=0.25), _resnet8],
+                         ids=["cifarquick", "vggf", "resnet8"])
+def test_sensitivity_with_reused_stage_inputs_equals_the_full_network(build):
     torch.manual_seed(0)
-    net = cls(width=0.25)
+    net = build()
     randomised_bn(net)
     net.eval()
     x = torch.randn(24, 3, 32, 32)

@@ -23,10 +23,16 @@ def model_stages(net: nn.Module) -> list[tuple[list[str], object]]:
     from axlib.models.resnet_cifar import CifarResNet
     from axlib.models.vggf_cifar import VGGfCifar
 
+    from axlib.nn.approx import ApproxLayer
+
     named = {id(m): n for n, m in net.named_modules()}
 
     def layers_in(*mods):
-        return [named[id(s)] for m in mods for s in m.modules() if isinstance(s, LAYER_TYPES)]
+        """Names of the Conv2d/Linear layers in ``mods``; an :class:`ApproxLayer` counts as the layer it
+        wraps (its own name, not ``<name>.layer``)."""
+        found = [s for m in mods for s in m.modules() if isinstance(s, (*LAYER_TYPES, ApproxLayer))]
+        wrapped = {id(s.layer) for s in found if isinstance(s, ApproxLayer)}
+        return [named[id(s)] for s in found if id(s) not in wrapped]
 
     m = net
     if isinstance(m, CifarResNet):
