@@ -39,11 +39,19 @@ COMMITTED = _committed_zoo_models()
 # 8c36e0b67c1bdfbf). Fix: recompute moons2016 Figs 2-7 and akhlaghi2020 Figs 2.4, 2.5, 2.11 with the
 # weights trained here, then `python -m axlib.repro ship-weights`.
 NOT_YET_SHIPPED = {
-    "vggf_cifar": "its weights file is 6.7 MiB, over the 5 MiB limit for a committed file (needs a release asset)",
+    "vggf_cifar": "its weights files (hanif2018/thesis ch.3 runs; ponzina2022 single network) are 6.7 MiB, over the "
+                  "5 MiB limit for a committed file (needs a release asset)",
     "lenet5": "the Intel-trained weights of moons2016 Figs 2-7 and thesis Figs 2.4/2.5/2.11 were lost",
     "lenet_tinydnn": "the Intel-trained weights of thesis Figs 2.4/2.5/2.11 were lost",
-    "cifarquick": "moons2016 Figs 2-7 used Intel-trained weights (lost); thesis Figs 3.x used AMD-trained ones",
+    # by file: the ponzina2022 runs use another CifarQuick recipe (10 epochs + QAT), whose file is shipped
+    "cifarquick-9ece243ccc95.pt": "moons2016 Figs 2-7 used Intel-trained weights (lost); thesis Figs 3.x used "
+                                  "AMD-trained ones",
 }
+"""Known gaps, by network name (every file of that network) or by file name."""
+
+
+def _not_yet_shipped(file: str, name: str) -> str | None:
+    return NOT_YET_SHIPPED.get(file) or NOT_YET_SHIPPED.get(name)
 
 
 def test_the_shipping_check_is_not_empty():
@@ -51,8 +59,8 @@ def test_the_shipping_check_is_not_empty():
 
 
 @pytest.mark.parametrize("file", [
-    pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=NOT_YET_SHIPPED[m["name"]]))
-    if m["name"] in NOT_YET_SHIPPED else f
+    pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=_not_yet_shipped(f, m["name"])))
+    if _not_yet_shipped(f, m["name"]) else f
     for f, m in sorted(COMMITTED.items())])
 def test_every_zoo_network_behind_a_committed_run_is_shipped_with_its_digest(file):
     m = COMMITTED[file]
