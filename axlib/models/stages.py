@@ -22,7 +22,6 @@ def model_stages(net: nn.Module) -> list[tuple[list[str], object]]:
     from axlib.models.lenet import LeNet5Caffe
     from axlib.models.resnet_cifar import CifarResNet
     from axlib.models.vggf_cifar import VGGfCifar
-
     from axlib.nn.approx import ApproxLayer
 
     named = {id(m): n for n, m in net.named_modules()}
