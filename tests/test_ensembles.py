@@ -169,9 +169,11 @@ def test_mapping_follows_the_order_stops_at_the_first_violation_and_is_linear():
     units, trace = E.map_inexact(start, order, members, evaluate, threshold_pct=87.0)
     assert units == {**start, "m0.c": "Mul8VH", "m1.c": "Mul8VH", "m0.a": "Mul8VH", "m1.a": "Mul8VH"}
     assert list(trace["layer"]) == ["c", "a", "b"] and len(calls) <= len(order)  # stops at b, O(L)
+    assert trace["evaluated"].all()
     units, trace = E.map_inexact(start, ["b", "c", "a", "d"], members, evaluate, 87.0, skip_violations=True)
     assert units.get("m0.b", "Exact16") == "Exact16" and units["m0.a"] == "Mul8VH"  # b reverted, the rest tried
-    assert "d" not in list(trace["layer"])  # 4/8 everywhere: never evaluated
+    assert list(trace[~trace["evaluated"]]["layer"]) == ["d"]  # 4/8 everywhere: recorded, never evaluated
+    assert len(calls) == 3 + 3  # the first call's three and this call's three (b, c, a)
     for bad in ("Exact16", "Mul9", None):
         with pytest.raises(ParameterError):
             E.map_inexact(start, order, members, evaluate, 87.0, unit=bad)

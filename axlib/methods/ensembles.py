@@ -172,7 +172,8 @@ def map_inexact(units: Mapping[str, str], order: Sequence[str], members: Callabl
     ``members(layer)``: the configuration names of ``layer`` in every instance. The paper stops at the
     first violation ("until the degradation becomes unacceptable"): O(L) evaluations; with
     ``skip_violations`` the violating layer is reverted and the next one tried. A layer that is 4/8 in
-    every instance is skipped without an evaluation. Returns the final configuration and the trace.
+    every instance is skipped without an evaluation (a trace row with ``evaluated=False``). Returns the
+    final configuration and the trace (one row per layer of ``order`` reached).
     """
     check_inexact("unit", unit)
     order = check_layers("order", order)
@@ -180,12 +181,13 @@ def map_inexact(units: Mapping[str, str], order: Sequence[str], members: Callabl
     trace: list = []
     for n in order:
         targets = [t for t in members(n) if units.get(t, "Exact16") == "Exact16"]
-        if not targets:
+        if not targets:  # 4/8 in every instance: recorded, not evaluated
+            _record(trace, len(trace), n, unit, float("nan"), threshold_pct, False, n_instances=0, evaluated=False)
             continue
         trial = {**units, **{t: unit for t in targets}}
         acc = float(evaluate(trial))
         ok = acc >= threshold_pct
-        _record(trace, len(trace), n, unit, acc, threshold_pct, ok, n_instances=len(targets))
+        _record(trace, len(trace), n, unit, acc, threshold_pct, ok, n_instances=len(targets), evaluated=True)
         if ok:
             units = trial
         elif not skip_violations:
