@@ -336,3 +336,82 @@ def mac_energy_pj(snapea: bool, lanes: int = SNAPEA_LANES) -> float:
 def movement_energy_pj(words: int | float) -> float:
     """Energy (pJ) of ``words`` 16-bit words crossing the global buffer once."""
     return float(words) * WORD_BITS * SNAPEA_TABLE_3_3_PJ_PER_BIT["global_buffer"]
+
+
+# --------------------------------------------------------------------------- akhlaghi2020 ch. 4, Table 4.1 (LEMAX units, 45 nm)
+# Source: akhlaghi2020 thesis, Table 4.1 ("Energy-error of approximate units", from Flicker [LPMZ11],
+# RAP-CLA [AKAKP17] and AQ-LETAM [VKAKP17]); one column per configuration level, level 0 = exact.
+# Adder and multiplier: average relative error (Eq. 4.3); DRAM: error rate of the data read (Eq. 4.2),
+# energy = refresh energy of one DRAM operating cycle.
+
+LEMAX_UNITS = ("adder", "multiplier", "dram")
+LEMAX_TABLE_4_1 = {
+    # unit: (error per level, energy per level in nJ)
+    "adder": ((0.0, 0.004, 0.056, 0.12), tuple(e * 1e-9 for e in (5789, 1906, 1815, 1145))),   # aJ -> nJ
+    "multiplier": ((0.0, 7.2e-4, 2.4e-3, 8e-3, 2.4e-2), tuple(e * 1e-6 for e in (4920, 1000, 930, 740, 590))),  # fJ -> nJ
+    "dram": ((0.0, 1e-9, 1e-8, 1e-7, 1e-6), (132.84, 120.8, 110.2, 102.6, 99.6)),               # nJ per refresh
+}
+LEMAX_TABLE_4_1_UNITS = {"adder": "aJ", "multiplier": "fJ", "dram": "nJ"}  #: the unit the thesis prints
+
+
+def lemax_unit(unit) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(errors, energies in nJ) of one Table 4.1 unit, level 0 first; unknown names are a ParameterError."""
+    from axlib import validate
+
+    validate.choice("unit", unit, LEMAX_UNITS)
+    return LEMAX_TABLE_4_1[unit]
+
+
+# --------------------------------------------------------------------------- akhlaghi2020 ch. 4, DRAM voltage and energy (§4.5.2)
+# Source: akhlaghi2020 thesis, Table 4.6 (fraction of 64-bit beats in error at each supply voltage,
+# the more error-prone vendor of Chang et al. [CYG+17]) and Eq. (4.17). Nominal DDR3 voltage 1.5 V;
+# the "safe" range 1.3-1.5 V has no errors. The thesis estimates energy with SCALE-Sim + DRAMPower
+# (DDR3 2 GB); here an analytical stand-in: energy per bit moved ∝ (V / 1.5 V)^γ.
+
+DRAM_NOMINAL_V = 1.5
+DRAM_SAFE_V = 1.3
+DRAM_BEAT_BITS = 64
+DRAM_BEAT_ERROR_TABLE_4_6 = {1.25: 0.10, 1.2: 0.35, 1.15: 0.40, 1.1: 0.50}   #: V -> fraction of beats in error
+
+
+def beat_error_rate(ber):
+    """Eqs. (4.11) + (4.17): fraction of 64-bit beats with at least one flipped bit at BER ``ber``.
+
+    ``p_err = 1 - (1-p)^n`` per n-bit word and ``p_beat = 1 - (1-p_err)^(64/n)``: ``n`` cancels.
+    """
+    p = np.asarray(ber, dtype=float)
+    if np.any((p < 0) | (p > 1)):
+        raise ValueError(f"BER must lie in [0, 1], got {ber}")
+    return 1.0 - (1.0 - p) ** DRAM_BEAT_BITS
+
+
+def ber_thresholds() -> dict[float, float]:
+    """Smallest BER at which each Table 4.6 voltage becomes usable: ``1 - (1 - beat_rate)^(1/64)``."""
+    return {v: 1.0 - (1.0 - b) ** (1.0 / DRAM_BEAT_BITS) for v, b in DRAM_BEAT_ERROR_TABLE_4_6.items()}
+
+
+def dram_voltage(ber) -> float:
+    """Lowest Table 4.6 voltage whose beat error rate a data item of tolerable BER ``ber`` can take
+    (its beat error rate ≤ that of the BER); below every threshold the safe 1.3 V."""
+    tolerable = float(beat_error_rate(ber))
+    usable = [v for v, b in DRAM_BEAT_ERROR_TABLE_4_6.items() if b <= tolerable]
+    return min(usable) if usable else DRAM_SAFE_V
+
+
+def dram_energy_scale(volts, gamma: float = 2.0):
+    """Relative energy per bit at supply ``volts``: ``(V / 1.5 V)^γ`` (γ = 2: CV² switching)."""
+    if not gamma > 0:
+        raise ValueError(f"gamma must be > 0, got {gamma}")
+    return (np.asarray(volts, dtype=float) / DRAM_NOMINAL_V) ** gamma
+
+
+def dram_traffic_energy(layers, n_w, n_f, v_w, v_f, gamma: float = 2.0) -> float:
+    """Relative DRAM energy of batch-1 inference (§4.5.2 stand-in):
+    ``Σ_l |W_l|·n_w·e(V_w) + (|IFM_l| + |OFM_l|)·n_f·e(V_f)``.
+
+    ``layers``: a frame with ``w_elems``, ``ifm_elems``, ``ofm_elems`` per conv layer; ``n_*`` word
+    bits and ``v_*`` voltages, scalars or one per layer. Units: bits × relative energy per bit.
+    """
+    w = np.asarray(layers["w_elems"], float) * np.asarray(n_w, float) * dram_energy_scale(v_w, gamma)
+    f = (np.asarray(layers["ifm_elems"], float) + np.asarray(layers["ofm_elems"], float)) * np.asarray(n_f, float)
+    return float(np.sum(w + f * dram_energy_scale(v_f, gamma)))

@@ -248,6 +248,65 @@ def _fig3_4(*, th, model, layer, n_images, seed, profile):
     _profile(profile)
 
 
+@_register("akhlaghi2020/tab4_2")
+def _tab4_2(*, apps, features, targets_pct, systems, data, n_train, n_val, batch, steps, lr, lambda_q, eta,
+            svm_lambda, seed, profile):
+    from axlib.methods import lemax
+
+    lemax.validate_params(apps, features, targets_pct, systems, data, n_train, n_val, batch, steps, lr, lambda_q,
+                          eta, svm_lambda, seed)
+    _profile(profile)
+
+
+def _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+             n_select, n_report, seed, profile) -> None:
+    from axlib.methods import learned_approx_flow
+
+    learned_approx_flow.validate_params(models, n_train, epochs, batch_size, lr, reg_share, check_every,
+                                        ft_iterations, n_select, n_report, seed, q_init, ber_init)
+    _profile(profile)
+
+
+@_register("akhlaghi2020/fig4_5")
+def _fig4_5(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+            n_select, n_report, seed, profile):
+    _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+             n_select, n_report, seed, profile)
+
+
+@_register("akhlaghi2020/fig4_8")
+def _fig4_8(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+            n_select, n_report, seed, profile):
+    _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+             n_select, n_report, seed, profile)
+
+
+@_register("akhlaghi2020/fig4_11")
+def _fig4_11(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+             n_select, n_report, seed, profile):
+    _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+             n_select, n_report, seed, profile)
+
+
+@_register("akhlaghi2020/fig4_12")
+def _fig4_12(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+             n_select, n_report, gammas, seed, profile):
+    _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
+             n_select, n_report, seed, profile)
+    validate.unique("gammas", validate.numbers("gammas", gammas, lo=0.1, hi=10.0))
+
+
+@_register("akhlaghi2020/fig4_13")
+def _fig4_13(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, n_select, n_report,
+             budget, gamma, seed, profile):
+    from axlib.methods import fpga_alloc
+
+    _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, 0, n_select, n_report,
+             seed, profile)
+    fpga_alloc.check_budget(budget)
+    validate.number("gamma", gamma, lo=0.1, hi=10.0)
+
+
 # --------------------------------------------------------------------------- axlib
 
 
