@@ -71,6 +71,9 @@ def test_per_channel_bits_broadcast_along_their_dimension():
         assert torch.equal(y[i], quantize(w[i], 2 + i + 1, 1))
     with pytest.raises(ValueError):
         learnable.learnable_quantize(w, q[:3], "fixed", 1, dim=0)
+    yb = learnable.learnable_quantize(w, q, "bfloat", dim=0)      # vector path == scalar fast path
+    for i in range(4):
+        assert torch.equal(yb[i], learnable.bfloat_mantissa(w[i], int(q[i])))
 
 
 # --------------------------------------------------------------------------- DRAM errors
@@ -175,6 +178,20 @@ def test_merging_reduces_groups_one_at_a_time_and_only_raises_bits():
     assert [len(set(g)) for g in groupings] == [4, 3, 2, 1]
     for g in groupings:
         assert all(a[0] >= b[0] and a[1] >= b[1] for a, b in zip(g, bits))
+
+
+def test_lowering_keeps_groups_shared_and_stops_where_accuracy_would_break():
+    grouping = [(7, 7), (7, 7), (5, 6)]
+    seen = []
+
+    def accurate(g):
+        seen.append(g)
+        return all(a >= 3 and b >= 2 for a, b in g)
+
+    out = FL.lower_group_bits(grouping, [10.0, 10.0, 1.0], accurate)
+    assert out[0] == out[1] and set(out) == {(3, 2)}
+    assert all(accurate(g) for g in [out]) and not accurate([(2, 2)] * 3)
+    assert FL.lower_group_bits(grouping, [1.0, 1.0, 1.0], lambda g: False) == grouping
 
 
 @pytest.mark.parametrize("budget", [{"lut": 0, "ff": 1}, {"lut": 5, "ff": -1}, {"lut": 5}, {"lut": 1, "ff": 1, "dsp": 2}])

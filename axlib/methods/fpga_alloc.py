@@ -13,7 +13,11 @@ MAC counts are handled; here a documented stand-in:
    least ``Σ OP_l · (q_w+1)(q_f+1)`` (the multiplier-size proxy of ``T^Base``) — deterministic;
 2. per grouping the MAC counts are searched exhaustively over ``{16, …, 256}^k`` for the lowest
    latency within budget (:func:`allocate`);
-3. the caller checks accuracy per grouping and keeps the feasible one with the lowest latency.
+3. groupings of at most two groups also get their shared bits lowered one at a time, largest
+   ``OP × (q_w+1)(q_f+1)`` reduction first, while the accuracy holds
+   (:func:`axlib.methods.learned_approx_flow.lower_group_bits`: the latency pressure the bits feel in
+   Eq. 4.16, which the unconstrained learning lacks);
+4. the caller checks accuracy per grouping and keeps the feasible one with the lowest latency.
 
 ``T^Base`` and ``F^Base`` (16 MACs) are unpublished; the stand-in ``T^Base = 9480 + 191.4·(q_w+1)(q_f+1)``
 and ``F^Base = 3282 + 199.4·(q_w+1)(q_f+1)`` is fitted exactly to Table 4.8's two designs (one group

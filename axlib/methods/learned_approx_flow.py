@@ -191,6 +191,37 @@ def dram_energy(layers: pd.DataFrame, gammas, baseline_bits: int = L.BASELINE_BI
 # --------------------------------------------------------------------------- FPGA allocation (Problem 4.2, Figs. 4.13/4.14)
 
 
+#: Groupings with at most this many groups also get their bits lowered under the latency pressure.
+LOWER_MAX_GROUPS = 2
+
+
+def lower_group_bits(grouping: list[tuple[int, int]], ops: list[float], accurate) -> list[tuple[int, int]]:
+    """Greedy latency pressure on a grouping (our stand-in for the bit term of Eq. 4.16): repeatedly lower
+    one operand of one group by a bit, largest ``OP × (q_w+1)(q_f+1)`` reduction first, keeping the first
+    change ``accurate(new_grouping)`` accepts; stop when no single lowering is accepted.
+
+    Every layer of a group keeps sharing its bits; ``accurate`` is the Eq. 4.13 check on the selection images.
+    """
+    current = list(grouping)
+    while True:
+        keys = sorted(set(current))
+        cands = []
+        for key in keys:
+            ops_g = sum(op for g, op in zip(current, ops) if g == key)
+            for j in (0, 1):
+                if key[j] > 0:
+                    new = (key[0] - (j == 0), key[1] - (j == 1))
+                    gain = ops_g * ((key[0] + 1) * (key[1] + 1) - (new[0] + 1) * (new[1] + 1))
+                    cands.append((-gain, key, new))
+        for _, key, new in sorted(cands):
+            trial = [new if g == key else g for g in current]
+            if accurate(trial):
+                current = trial
+                break
+        else:
+            return current
+
+
 def config_from_tables(layers: pd.DataFrame, boundaries: dict) -> dict:
     """A snapped configuration (:func:`axlib.methods.learned_approx.snapshot` form) from stored layer rows."""
     return {"layers": {r.layer: {"q_w": float(r.q_w), "q_f": float(r.q_f), "p_w": float(r.p_w), "p_f": float(r.p_f)}
@@ -219,25 +250,45 @@ def fpga_design(model_name: str, layers: pd.DataFrame, boundaries: dict, budget:
     base = {"design": "BFloat16 baseline", "k": 1, "groups": json.dumps({str(base_bits): base_m}),
             "latency": sum(ops) / base_m, **A.resources({base_bits: base_m}), "feasible": True}
     rows.append(base)
-    for grouping in A.merge_groups(bits, ops):
+    seen = {}
+
+    def accuracy_of(grouping):
+        """Selection accuracy of a grouping (each one evaluated once)."""
+        cfg = config_from_tables(layers.assign(q_w=[g[0] for g in grouping], q_f=[g[1] for g in grouping]), boundaries)
+        key = tuple(grouping)
+        if key not in seen:
+            L.apply(net, cfg)
+            seen[key] = L.accuracy_pct(net, xs, ys, "expected", seed)
+        return seen[key], cfg
+
+    def design(grouping, label):
         group_ops = {}
-        for b, op in zip(grouping, ops):
-            group_ops[b] = group_ops.get(b, 0.0) + op
+        for g, op in zip(grouping, ops):
+            group_ops[g] = group_ops.get(g, 0.0) + op
         alloc = A.allocate(group_ops, budget)
-        cfg = config_from_tables(layers.assign(q_w=[b[0] for b in grouping], q_f=[b[1] for b in grouping]), boundaries)
-        L.apply(net, cfg)
-        sel = L.accuracy_pct(net, xs, ys, "expected", seed)
-        row = {"design": f"{len(group_ops)} group(s)", "k": len(group_ops),
-               "groups": json.dumps({str(b): (alloc["macs"][b] if alloc else None) for b in group_ops}),
+        sel, cfg = accuracy_of(grouping)
+        row = {"design": label, "k": len(group_ops),
+               "groups": json.dumps({str(g): (alloc["macs"][g] if alloc else None) for g in group_ops}),
                "latency": alloc["latency"] if alloc else float("nan"), "lut": alloc["lut"] if alloc else float("nan"),
                "ff": alloc["ff"] if alloc else float("nan"), "select_pct": sel, "original_select_pct": original_sel,
                "within_budget": alloc is not None, "accurate": sel >= original_sel - MAX_DROP_PP,
-               "mean_q_w": sum(b[0] for b in grouping) / len(grouping),
-               "mean_q_f": sum(b[1] for b in grouping) / len(grouping)}
+               "mean_q_w": sum(g[0] for g in grouping) / len(grouping),
+               "mean_q_f": sum(g[1] for g in grouping) / len(grouping)}
         row["feasible"] = row["within_budget"] and row["accurate"]
-        if row["feasible"] and (chosen is None or row["latency"] < chosen[0]["latency"]):
-            chosen = (row, grouping, cfg)
-        rows.append(row)
+        return row, cfg
+
+    for grouping in A.merge_groups(bits, ops):
+        k = len(set(grouping))
+        candidates = [(grouping, f"{k} group(s)")]
+        if k <= LOWER_MAX_GROUPS:
+            lowered = lower_group_bits(grouping, ops, lambda g: accuracy_of(g)[0] >= original_sel - MAX_DROP_PP)
+            if lowered != grouping:
+                candidates.append((lowered, f"{k} group(s), lowered"))
+        for g, label in candidates:
+            row, cfg = design(g, label)
+            if row["feasible"] and (chosen is None or row["latency"] < chosen[0]["latency"]):
+                chosen = (row, g, cfg)
+            rows.append(row)
     designs = pd.DataFrame(rows)
     designs["chosen"] = False
     if chosen is None:

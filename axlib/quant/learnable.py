@@ -49,6 +49,14 @@ def bfloat_mantissa(x: torch.Tensor, mant_bits: torch.Tensor | int) -> torch.Ten
     """
     xf = x.detach().float().contiguous()
     bits = xf.view(torch.int32)
+    m = torch.as_tensor(mant_bits)
+    if m.numel() == 1:                                  # one bit count: scalar shifts (fast path)
+        drop = FLOAT32_MANTISSA - int(m)
+        if drop <= 0:
+            return x.detach().float().to(x.dtype)
+        lsb = torch.bitwise_and(torch.bitwise_right_shift(bits, drop), 1)
+        rounded = torch.bitwise_and(bits + ((1 << (drop - 1)) - 1) + lsb, ~((1 << drop) - 1))
+        return torch.where(torch.isfinite(xf), rounded, bits).view(torch.float32).to(x.dtype)
     drop = (FLOAT32_MANTISSA - torch.as_tensor(mant_bits, device=x.device)).to(torch.int32).expand_as(bits)
     one = torch.ones_like(bits)
     half = torch.where(drop > 0, torch.bitwise_left_shift(one, (drop - 1).clamp(min=0)) - 1, torch.zeros_like(bits))
@@ -86,6 +94,8 @@ def learnable_quantize(x: torch.Tensor, q: torch.Tensor, fmt: str = "fixed", int
     validate.choice("fmt", fmt, FORMATS)
     top = BITS_RANGE[1] if fmt == "fixed" else BFLOAT_MANTISSA
     q = _broadcast(q.clamp(0.0, top), x, dim)
+    if not torch.is_grad_enabled() and bool((q == torch.floor(q)).all()):
+        return _quantize(x, q, fmt, int_bits)          # inference at integer bits: one format, same value
     lo_bits = torch.floor(q.detach())
     hi_bits = torch.ceil(q.detach())
     phi = q - lo_bits
