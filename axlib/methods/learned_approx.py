@@ -29,7 +29,7 @@ import contextlib
 import copy
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -346,7 +346,6 @@ class Learned:
     lambdas: dict
     seconds: float
     original_select_pct: float
-    extras: dict = field(default_factory=dict)
 
 
 def _regularisers(net: ApproxNet) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,7 +360,7 @@ def _regularisers(net: ApproxNet) -> tuple[torch.Tensor, torch.Tensor]:
 def learn(net: ApproxNet, x_train: torch.Tensor, y_train: torch.Tensor, x_select: torch.Tensor,
           y_select: torch.Tensor, epochs: int = 1, batch_size: int = 128, lr: float = 0.1, check_every: int = 10,
           reg_share: float = REG_SHARE, seed: int = 0, lambdas: dict | None = None, step0: int = 0,
-          progress: bool = True) -> Learned:
+          original_select_pct: float | None = None, progress: bool = True) -> Learned:
     """Adam on the hardware parameters (weights frozen) over ``epochs`` passes of the training images.
 
     Every ``check_every`` steps (and at the end) the snapped configuration is evaluated on the
@@ -369,14 +368,15 @@ def learn(net: ApproxNet, x_train: torch.Tensor, y_train: torch.Tensor, x_select
     original network's selection accuracy (Eq. 4.13), ``None`` if none was. ``reg_share``: each
     regulariser's weight as a share of the initial cross-entropy (module docstring). A second call on
     the same ``net`` continues from its current parameters; pass the first call's ``lambdas`` to keep
-    the objective, and ``step0`` to number the trace on.
+    the objective, ``step0`` to number the trace on and ``original_select_pct`` to skip re-measuring the
+    float network.
     """
     from tqdm.auto import tqdm
 
     from axlib import config as axconfig
 
     t0 = time.perf_counter()
-    original = accuracy_pct(_plain(net), x_select, y_select)
+    original = original_select_pct if original_select_pct is not None else accuracy_pct(_plain(net), x_select, y_select)
     params = net.hardware_parameters()
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)

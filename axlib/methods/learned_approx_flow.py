@@ -118,7 +118,7 @@ def _compute(model_name: str, name: str, s: dict, progress: bool) -> dict[str, p
             L.apply(net, raw)
             more = L.learn(net, xtr, ytr, xs, ys, epochs=s["epochs"], batch_size=s["batch_size"], lr=s["lr"],
                            check_every=s["check_every"], seed=s["seed"] + 7, lambdas=learned.lambdas,
-                           step0=base["steps"], progress=progress)
+                           step0=base["steps"], original_select_pct=learned.original_select_pct, progress=progress)
             traces.append(more.trace.assign(phase="continue"))
             cfg = more.final
             info = {"continue_steps": len(more.trace), "continue_s": more.seconds,

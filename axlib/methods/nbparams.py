@@ -268,22 +268,11 @@ def _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_
 
 
 @_register("akhlaghi2020/fig4_5")
-def _fig4_5(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
-            n_select, n_report, seed, profile):
-    _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
-             n_select, n_report, seed, profile)
-
-
 @_register("akhlaghi2020/fig4_8")
-def _fig4_8(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
-            n_select, n_report, seed, profile):
-    _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
-             n_select, n_report, seed, profile)
-
-
 @_register("akhlaghi2020/fig4_11")
-def _fig4_11(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
-             n_select, n_report, seed, profile):
+def _fig4_layerwise(*, models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init,
+                    ft_iterations, n_select, n_report, seed, profile):
+    """Figs. 4.5, 4.8 and 4.11 share their parameters (one learning-run family each)."""
     _learned(models, n_train, epochs, batch_size, lr, reg_share, check_every, q_init, ber_init, ft_iterations,
              n_select, n_report, seed, profile)
 
