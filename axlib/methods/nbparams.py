@@ -296,6 +296,75 @@ def _fig4_13(*, models, n_train, epochs, batch_size, lr, reg_share, check_every,
     validate.number("gamma", gamma, lo=0.1, hi=10.0)
 
 
+def _slice_training(network, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed, profile):
+    from axlib.methods import slicegen_counts, slicegen_train
+
+    slicegen_counts.check_network(network)
+    validate.integer("steps", steps, 1, 10_000_000)
+    validate.integer("n_train", n_train, 1, 50_000)
+    validate.integer("batch_size", batch_size, 1, 4096)
+    validate.number("lr", lr, 1e-6, 10.0)
+    validate.choice("schedule", schedule, slicegen_train.SCHEDULES)
+    validate.integer("eval_every", eval_every, 1)
+    validate.integer("n_eval", n_eval, 1, 10_000)
+    validate.integer("n_test", n_test, 1, 10_000)
+    validate.integer("seed", seed, 0)
+    _profile(profile)
+
+
+@_register("akhlaghi2020/sec5_4_3")
+def _sec5_4_3(*, networks, slice_shape, target_db, n_grid, seed, profile):
+    from axlib.methods import slicegen_counts
+    from axlib.nn import slicegen
+
+    validate.unique("networks", validate.nonempty("networks", validate.choices("networks", networks,
+                                                                               slicegen_counts.PRETRAINED)))
+    shape = slicegen.check_slice_shape(slice_shape)
+    for n in networks:
+        slicegen_counts.check_fits(n, shape, 1)
+    validate.number("target_db", target_db, lo=0.0, hi=200.0)
+    validate.integer("n_grid", n_grid, lo=4, hi=10_000)
+    validate.integer("seed", seed, 0)
+    _profile(profile)
+
+
+@_register("akhlaghi2020/tab5_1")
+def _tab5_1(*, network, configs, init, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test,
+            bn_batches, seed, profile):
+    from axlib.methods import slicegen_counts
+    from axlib.nn import slicegen
+
+    _slice_training(network, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed, profile)
+    validate.choice("init", init, ("svd", "scratch"))
+    if init == "svd" and network not in slicegen_counts.PRETRAINED:
+        raise ParameterError(f"init='svd' needs pretrained weights; {network} has none here "
+                             f"(pretrained: {list(slicegen_counts.PRETRAINED)}); use init='scratch'")
+    validate.nonempty("configs", validate.as_list("configs", configs))
+    seen = []
+    for c in configs:
+        c = validate.mapping("configs entry", c)
+        if set(c) != {"slice_shape", "n_c"}:
+            raise ParameterError(f"each configs entry needs exactly the keys slice_shape and n_c, got {sorted(c)}")
+        shape = slicegen.check_slice_shape(c["slice_shape"])
+        slicegen_counts.check_fits(network, shape, c["n_c"])
+        seen.append((shape, c["n_c"]))
+    validate.unique("configs", seen)
+    validate.integer("bn_batches", bn_batches, 0, 10_000)
+
+
+@_register("akhlaghi2020/tab5_5")
+def _tab5_5(*, network, n_cs, slice_shape, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test,
+            seed, profile):
+    from axlib.methods import slicegen_counts
+    from axlib.nn import slicegen
+
+    _slice_training(network, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed, profile)
+    shape = slicegen.check_slice_shape(slice_shape)
+    validate.unique("n_cs", validate.nonempty("n_cs", validate.integers("n_cs", n_cs, lo=1, hi=1 << 20)))
+    for n_c in n_cs:
+        slicegen_counts.check_fits(network, shape, n_c)
+
+
 # --------------------------------------------------------------------------- axlib
 
 

@@ -16,6 +16,7 @@ from axlib.models.allcnn import AllCnnC
 from axlib.models.cifarquick import CifarQuick
 from axlib.models.lenet import LeNet5Caffe
 from axlib.models.lenet_tinydnn import LeNetTinyDnn
+from axlib.models.mobilenetv2_cifar import MobileNetV2Cifar
 from axlib.models.resnet_cifar import CifarResNet
 from axlib.models.vggf_cifar import VGGfCifar
 from axlib.models.zoo import Recipe, accuracy, train_or_load, with_overrides
@@ -87,6 +88,11 @@ MODELS: dict[str, ModelSpec] = {
                                (lambda d=d: CifarResNet(d)), "pretrained",
                                description=f"ResNet-{d} (option A), CIFAR-10, akamaster weights")
        for d in (20, 32, 44, 56)},
+    "mobilenetv2": ModelSpec(
+        "mobilenetv2", "cifar10", "cifar_meanstd", MobileNetV2Cifar, "zoo",
+        Recipe(epochs=200, batch_size=128, lr=0.05, momentum=0.9, weight_decay=4e-5, augment=True, warmup_epochs=1),
+        "MobileNetV2, CIFAR layout (kuangliu; 2,296,922 parameters, akhlaghi2020 Table 5.1); 200 epochs as the "
+        "thesis trains it (a GPU job: nothing here trains it by default)"),
     "alexnet": ModelSpec("alexnet", "imagenet", "imagenet_meanstd", _alexnet, "torchvision",
                          description="AlexNet, ImageNet, torchvision IMAGENET1K_V1 weights"),
     "resnet18": ModelSpec("resnet18", "imagenet", "imagenet_meanstd", _resnet18, "torchvision",
