@@ -78,6 +78,33 @@ def test_same_seed_same_parameters_give_identical_raw_tables(smoke_build, tmp_pa
         assert a == b, f"table {name} differs between two runs with the same seed"
 
 
+def test_a_notebook_sweep_on_a_dask_cluster_gives_the_local_raw_run(smoke_build, tmp_path, monkeypatch):
+    """fig02 (smoke) with its sweep points sent to a scheduler and two workers started from the
+    ``dask`` command line: the raw run is byte-identical to the local one."""
+    from tests import dask_cli
+
+    nb = repro.find("moons2016/fig02")
+    params = repro.effective_params(nb, "smoke")
+    key_params = {k: v for k, v in params.items() if k != "profile"}
+    monkeypatch.setenv("AXLIB_RUNS", str(smoke_build / "runs"))
+    local = runs.load(nb.id, key_params, "smoke")
+    with dask_cli.cluster(tmp_path) as (address, _):
+        monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", address)
+        monkeypatch.setenv("AXLIB_RUNS", str(tmp_path / "runs-dask"))
+        monkeypatch.setenv("AXLIB_FORCE", "1")  # every sweep point is computed again, on the cluster
+        repro.execute(nb, params, tmp_path / "_build")
+        from distributed import Client
+
+        with Client(address) as client:
+            done = client.run_on_scheduler(lambda dask_scheduler: {
+                k: dict(v.state_counts) for k, v in dask_scheduler.task_prefixes.items()})
+    assert done.get("call", {}).get("memory", 0) > 0, f"no sweep point ran on the cluster: {done}"
+    remote = runs.load(nb.id, key_params, "smoke")
+    assert remote is not None and local.tables == remote.tables
+    for name in local.tables:
+        assert (local.path / f"{name}.csv").read_bytes() == (remote.path / f"{name}.csv").read_bytes(), name
+
+
 def test_bad_parameter_fails_fast_and_leaves_no_run(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AXLIB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("AXLIB_BUILD", str(tmp_path / "_build"))
