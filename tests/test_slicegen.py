@@ -372,3 +372,16 @@ def test_ch5_pages_refuse_bad_parameters(nb_id, over, match):
 
     with pytest.raises(ParameterError, match=match):
         nbparams.validate_params(nb_id, _params(nb_id, **over))
+
+
+def test_mobilenetv2_converts_its_first_pointwise_convs_and_trains():
+    torch.manual_seed(0)
+    m = MobileNetV2Cifar()
+    net, info = C.convert(m, "mobilenetv2", "bsg", (16, 16, 1, 1), 32, "scratch", 0)
+    assert info["n_slices"] == 2950 and all(n.endswith(".conv1") for n in info["layers"])
+    layer = net.get_submodule("layers.1.conv1")  # 16 -> 96 channels: 6 x 1 slices
+    assert layer.weight().shape == (96, 16, 1, 1) and layer.codes.shape == (6, 32)
+    net.train()
+    F.cross_entropy(net(torch.randn(2, 3, 32, 32)), torch.tensor([0, 1])).backward()
+    assert layer.codes.grad.abs().sum() > 0
+    assert isinstance(net.get_submodule("layers.1.conv2"), torch.nn.Conv2d)  # depthwise convs untouched

@@ -269,3 +269,22 @@ def _resume(partial, net, opt) -> tuple[int, list, float]:
         opt.state.clear()
         return 0, [], 0.0
     return step, rows, float(ck.get("elapsed_s", 0.0))
+
+
+def plot_curves(curve: pd.DataFrame, n_eval: int):
+    """Figs. 5.3-5.6 style: training error (left, per interval) and test error (right, from step 0) vs
+    epoch, one line per run label; legend below the figure. Returns the figure."""
+    from axlib import plotting
+
+    fig, axes = plotting.subplots(1, 2, figsize=(12, 4.2), sharey=True)
+    for label, g in curve.groupby("label", sort=False):
+        trained = g[g["step"] > 0]
+        (line,) = axes[0].plot(trained["epoch"], trained["train_err_pct"], marker=".", label=label)
+        axes[1].plot(g["epoch"], g["test_err_pct"], marker=".", color=line.get_color())
+    axes[0].set_title("training error (augmented batches since the previous point)")
+    axes[1].set_title(f"test error ({n_eval:,} test images; epoch 0 = initialisation)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("top-1 error (%)")
+    fig.legend(loc="outside lower center", ncol=3, frameon=False)
+    return fig
