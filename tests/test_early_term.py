@@ -108,3 +108,22 @@ def test_validation():
         early_term_conv2d(x - 1, w, b)
     with pytest.raises(ParameterError, match="speculation groups"):
         early_term_conv2d(x, w, b, n=1000)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_windows_innermost_kernel_equals_the_window_at_a_time_kernel(seed):
+    """Outputs bit-identical and MAC counts equal, in exact and predictive mode, with strides,
+    padding, a residual, 1x1 and 3x3 kernels."""
+    rng = np.random.default_rng(100 + seed)
+    n, c, o, h = 2, int(rng.integers(1, 6)), int(rng.integers(1, 5)), int(rng.integers(3, 12))
+    k = int(rng.choice([1, 3]))
+    stride, padding = int(rng.integers(1, 3)), int(rng.integers(0, 2))
+    x = np.maximum(rng.normal(size=(n, c, h, h)), 0) * (rng.random((n, c, h, h)) < 0.7)
+    w, b = rng.normal(size=(o, c, k, k)), rng.normal(size=o)
+    ns = rng.integers(0, c * k * k + 1, size=o) if seed % 2 else 0
+    th = rng.normal(size=o) * 0.5
+    ho = (h + 2 * padding - k) // stride + 1
+    res = rng.normal(size=(n, o, ho, ho)) * 0.3
+    a = early_term_conv2d(x, w, b, stride, padding, th, ns, res, windows_innermost=True)
+    z = early_term_conv2d(x, w, b, stride, padding, th, ns, res, windows_innermost=False)
+    assert np.array_equal(a[0], z[0]) and np.array_equal(a[1], z[1])

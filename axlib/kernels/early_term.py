@@ -126,6 +126,61 @@ def _early_term(xp, wr, cc, pp, qq, n_spec, neg_start, th, base, sh, sw, out, op
                 ops[n, o, i, j] = done
 
 
+@numba.njit(**NUMBA_PARALLEL_FLAGS)
+def _early_term_windows(xp, wr, cc, pp, qq, n_spec, neg_start, th, base, sh, sw, out, ops):  # pragma: no cover
+    """The same computation as :func:`_early_term` with the windows innermost: for one (image, kernel)
+    every window's accumulator advances by one weight at a time (a loop over contiguous input pixels
+    that vectorises), and each check records the first step at which a still-running window
+    terminates. Terminated windows keep accumulating (their output is 0 whatever follows) until
+    every window of the tile has terminated. Each window adds the same products in the same order
+    as in :func:`_early_term`, so outputs are bit-identical and the MAC counts equal."""
+    n_batch, o_count, ho, wo = out.shape
+    k_count = wr.shape[1]
+    for t in numba.prange(n_batch * o_count):
+        n = t // o_count
+        o = t - n * o_count
+        ns = n_spec[o]
+        neg0 = neg_start[o]
+        tho = th[o]
+        acc = np.empty((ho, wo), dtype=np.float64)
+        stopped = np.zeros((ho, wo), dtype=np.bool_)
+        done = np.empty((ho, wo), dtype=np.int32)
+        for i in range(ho):
+            for j in range(wo):
+                acc[i, j] = base[n, o, i, j]
+                done[i, j] = k_count
+        running = ho * wo
+        for s in range(k_count):
+            wv = wr[o, s]
+            c = cc[o, s]
+            q = qq[o, s]
+            for i in range(ho):
+                row = xp[n, c, i * sh + pp[o, s]]
+                a = acc[i]
+                for j in range(wo):
+                    a[j] += wv * row[j * sw + q]
+            if s + 1 == ns:
+                for i in range(ho):
+                    for j in range(wo):
+                        if not stopped[i, j] and acc[i, j] <= tho:
+                            stopped[i, j] = True
+                            done[i, j] = s + 1
+                            running -= 1
+            if s >= neg0:
+                for i in range(ho):
+                    for j in range(wo):
+                        if not stopped[i, j] and acc[i, j] <= 0.0:
+                            stopped[i, j] = True
+                            done[i, j] = s + 1
+                            running -= 1
+            if running == 0:
+                break
+        for i in range(ho):
+            for j in range(wo):
+                out[n, o, i, j] = acc[i, j] if (not stopped[i, j] and acc[i, j] > 0.0) else 0.0
+                ops[n, o, i, j] = done[i, j]
+
+
 def check_inputs(x, w, bias, stride, padding, th, n, residual, reordering: Reordering | None = None):
     """Validated SnaPEA inputs, shared by the kernel and its reference: ``(x, w, bias, (sh, sw), (ph, pw),
     (Ho, Wo), th, reordering)`` with finite float64 arrays (NaN/inf refused), ``x >= 0``, ``bias`` (O,) or None,
@@ -160,7 +215,8 @@ def check_inputs(x, w, bias, stride, padding, th, n, residual, reordering: Reord
 
 
 def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residual=None,
-                      reordering: Reordering | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      reordering: Reordering | None = None,
+                      windows_innermost: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """SnaPEA convolution followed by ReLU.
 
     Args:
@@ -171,6 +227,8 @@ def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residua
             integers in [0, K].
         residual: (N, O, Ho, Wo) added to the accumulator's initial value, or None.
         reordering: a precomputed :func:`reorder` of ``w`` for ``n`` (skips recomputing it).
+        windows_innermost: use :func:`_early_term_windows` (default; windows vectorised) or the
+            window-at-a-time :func:`_early_term`; both give identical outputs and counts.
 
     Returns:
         ``(out, ops)``: post-ReLU outputs (N, O, Ho, Wo) float64 and MACs per window (int32, Eq. 3.1).
@@ -195,8 +253,9 @@ def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residua
         base += residual
     out = np.empty((n_batch, o_count, ho, wo), dtype=np.float64)
     ops = np.empty((n_batch, o_count, ho, wo), dtype=np.int32)
-    _early_term(xp, np.ascontiguousarray(wr), np.ascontiguousarray(cc), np.ascontiguousarray(pp),
-                np.ascontiguousarray(qq), r.n_spec, r.neg_start, th_arr, base, sh, sw, out, ops)
+    kernel = _early_term_windows if windows_innermost else _early_term
+    kernel(xp, np.ascontiguousarray(wr), np.ascontiguousarray(cc), np.ascontiguousarray(pp),
+           np.ascontiguousarray(qq), r.n_spec, r.neg_start, th_arr, base, sh, sw, out, ops)
     return out, ops
 
 
