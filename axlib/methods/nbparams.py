@@ -296,19 +296,17 @@ def _fig4_13(*, models, n_train, epochs, batch_size, lr, reg_share, check_every,
     validate.number("gamma", gamma, lo=0.1, hi=10.0)
 
 
-def _slice_training(network, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed, profile):
-    from axlib.methods import slicegen_counts, slicegen_train
+def _slice_runs(network, variants, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed,
+               profile, **extra):
+    """Every training run of a ch.5 page checked by :meth:`TrainSpec.validate` (``variants``: the
+    kind/init/slice keyword sets); the pages need at least one step."""
+    from axlib.methods import slicegen_train
 
-    slicegen_counts.check_network(network)
     validate.integer("steps", steps, 1, 10_000_000)
-    validate.integer("n_train", n_train, 1, 50_000)
-    validate.integer("batch_size", batch_size, 1, 4096)
-    validate.number("lr", lr, 1e-6, 10.0)
-    validate.choice("schedule", schedule, slicegen_train.SCHEDULES)
-    validate.integer("eval_every", eval_every, 1)
-    validate.integer("n_eval", n_eval, 1, 10_000)
-    validate.integer("n_test", n_test, 1, 10_000)
-    validate.integer("seed", seed, 0)
+    for v in variants:
+        slicegen_train.TrainSpec(network=network, steps=steps, n_train=n_train, batch_size=batch_size, lr=lr,
+                                 schedule=schedule, eval_every=eval_every, n_eval=n_eval, n_test=n_test, seed=seed,
+                                 **extra, **v).validate()
     _profile(profile)
 
 
@@ -331,38 +329,32 @@ def _sec5_4_3(*, networks, slice_shape, target_db, n_grid, seed, profile):
 @_register("akhlaghi2020/tab5_1")
 def _tab5_1(*, network, configs, init, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test,
             bn_batches, seed, profile):
-    from axlib.methods import slicegen_counts
     from axlib.nn import slicegen
 
-    _slice_training(network, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed, profile)
     validate.choice("init", init, ("svd", "scratch"))
-    if init == "svd" and network not in slicegen_counts.PRETRAINED:
-        raise ParameterError(f"init='svd' needs pretrained weights; {network} has none here "
-                             f"(pretrained: {list(slicegen_counts.PRETRAINED)}); use init='scratch'")
-    validate.nonempty("configs", validate.as_list("configs", configs))
-    seen = []
-    for c in configs:
+    variants = [{"kind": "original", "init": "pretrained" if init == "svd" else "scratch"}]
+    for c in validate.nonempty("configs", validate.as_list("configs", configs)):
         c = validate.mapping("configs entry", c)
         if set(c) != {"slice_shape", "n_c"}:
             raise ParameterError(f"each configs entry needs exactly the keys slice_shape and n_c, got {sorted(c)}")
-        shape = slicegen.check_slice_shape(c["slice_shape"])
-        slicegen_counts.check_fits(network, shape, c["n_c"])
-        seen.append((shape, c["n_c"]))
-    validate.unique("configs", seen)
-    validate.integer("bn_batches", bn_batches, 0, 10_000)
+        variants.append({"kind": "csg", "slice_shape": slicegen.check_slice_shape(c["slice_shape"]), "n_c": c["n_c"],
+                         "init": init})
+    validate.unique("configs", [(v["slice_shape"], v["n_c"]) for v in variants[1:]])
+    _slice_runs(network, variants, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed,
+                profile, bn_batches=bn_batches)
 
 
 @_register("akhlaghi2020/tab5_5")
 def _tab5_5(*, network, n_cs, slice_shape, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test,
             seed, profile):
-    from axlib.methods import slicegen_counts
     from axlib.nn import slicegen
 
-    _slice_training(network, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed, profile)
     shape = slicegen.check_slice_shape(slice_shape)
-    validate.unique("n_cs", validate.nonempty("n_cs", validate.integers("n_cs", n_cs, lo=1, hi=1 << 20)))
-    for n_c in n_cs:
-        slicegen_counts.check_fits(network, shape, n_c)
+    n_cs = validate.unique("n_cs", validate.nonempty("n_cs", validate.integers("n_cs", n_cs, lo=1, hi=1 << 20)))
+    variants = [{"kind": "original", "init": "scratch"}]
+    variants += [{"kind": "bsg", "slice_shape": shape, "n_c": n, "init": "scratch"} for n in n_cs]
+    _slice_runs(network, variants, steps, n_train, batch_size, lr, schedule, eval_every, n_eval, n_test, seed,
+                profile)
 
 
 # --------------------------------------------------------------------------- axlib

@@ -171,6 +171,34 @@ def bsg_table(network: str, n_cs, slice_shape, paper: dict, unit: float, label_f
     return pd.DataFrame(rows)
 
 
+#: The BSG experiments of §5.7.7: (network, printed n_c labels, slice shape).
+BSG_RESNET56 = ("resnet56", (256, 512, 1024, 2048), (16, 16, 3, 3))
+BSG_MOBILENETV2 = ("mobilenetv2", (32, 64, 128), (16, 16, 1, 1))
+#: The two readings of Table 5.7's code sizes: (factor applied to the printed label, name).
+TABLE_5_7_READINGS = ((1, "printed labels"), (2, "labels × 2"))
+
+
+def bsg_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 5.5 (ResNet-56, K words) and Table 5.7 (MobileNetV2, M words, both readings) against the thesis."""
+    t55 = bsg_table(*BSG_RESNET56, TABLE_5_5, 1000)
+    t57 = pd.concat([bsg_table(*BSG_MOBILENETV2, TABLE_5_7, 1e6, f).assign(reading=r) for f, r in TABLE_5_7_READINGS],
+                    ignore_index=True)
+    return t55, t57
+
+
+def eq5_6_check(network: str, slice_shape, n_c: int, seed: int = 0, rows: int = 64) -> dict:
+    """Eq. 5.5 against Eq. 5.6 (packed bits) on the first replaced layer's codes of a freshly
+    converted BSG ``network``: ``rows`` weights per code."""
+    net, _ = convert(build(network), network, "bsg", tuple(slice_shape), n_c, "scratch", seed)
+    layer = next(iter(sg.sliced_layers(net).values()))
+    base, codes = net.slice_generator.base, layer.codes.detach()
+    w55 = sg.bsg_weights(base, codes, rows).numpy().astype(np.int64)
+    bw, cw = sg.pack_bits(base.numpy()), sg.pack_bits(torch.where(codes >= 0, 1.0, -1.0).numpy())
+    return {"n_c": n_c, "weights_compared": int(w55.size),
+            "eq5_6_equal": bool(np.array_equal(sg.bsg_weights_xor(bw, cw, n_c, rows), w55)),
+            "eq5_6_as_printed_is_negation": bool(np.array_equal(sg.bsg_weights_xor(bw, cw, n_c, rows, True), -w55))}
+
+
 # --------------------------------------------------------------------------- DRAM model
 
 
@@ -252,6 +280,29 @@ def dram_free_fit(sizes: dict[int, int], savings: dict[int, float]) -> pd.DataFr
 def saving_pct_to_x(pct: float) -> float:
     """A DRAM energy saving in percent (Table 5.8) as a ratio old/new (Table 5.6's ×)."""
     return 1.0 / (1.0 - pct / 100.0)
+
+
+def resnet56_dram() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 5.6's DRAM column from the BSG ResNet-56 sizes and its group-boundary feature maps:
+    the :func:`dram_model` table and one row with its fitted constants and the F terms."""
+    network, n_cs, shape = BSG_RESNET56
+    fm = boundary_feature_words(network)
+    sizes = {n: count(network, "bsg", shape, n)["inference_words"] for n in n_cs}
+    dram = dram_model(sizes, {n: TABLE_5_6["dram_saving_x"][n] for n in n_cs}, sum(fm.values()))
+    return dram, pd.DataFrame([{**dram.attrs, **{f"F: {k}": v for k, v in fm.items()}}])
+
+
+def mobilenet_dram() -> pd.DataFrame:
+    """Table 5.8's DRAM savings (% → ratio) with both constants free (:func:`dram_free_fit`), for both
+    readings of the code sizes; columns ``reading``, ``x_free``, ``f_free`` added."""
+    network, labels, shape = BSG_MOBILENETV2
+    savings = {lab: saving_pct_to_x(TABLE_5_8["dram_saving_pct"][lab]) for lab in labels}
+    out = []
+    for factor, reading in TABLE_5_7_READINGS:
+        sizes = {lab: count(network, "bsg", shape, lab * factor)["inference_words"] for lab in labels}
+        fit = dram_free_fit(sizes, savings)
+        out.append(fit.assign(reading=reading, x_free=fit.attrs["x_free"], f_free=fit.attrs["f_free"]))
+    return pd.concat(out, ignore_index=True)
 
 
 # --------------------------------------------------------------------------- DCT study (§5.4.3)

@@ -129,14 +129,12 @@ def build(spec: TrainSpec) -> tuple[torch.nn.Module, dict]:
     return net, info
 
 
-@torch.no_grad()
-def error_pct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
-    """Top-1 test error (%) in eval mode."""
-    model.eval()
-    wrong = 0
-    for i in range(0, len(y), batch_size):
-        wrong += int((model(x[i:i + batch_size]).argmax(1) != y[i:i + batch_size]).sum())
-    return 100.0 * wrong / len(y)
+def error_pct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 test error (%) in eval mode, from :func:`axlib.models.zoo.accuracy` (count recovered exactly)."""
+    from axlib.models import zoo
+
+    n = len(y)
+    return 100.0 * (n - round(zoo.accuracy(model, x, y) * n)) / n
 
 
 @torch.no_grad()

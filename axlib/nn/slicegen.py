@@ -219,7 +219,7 @@ class SlicedConv2d(nn.Module):
     def weight(self) -> torch.Tensor:
         """The assembled weight ``weight_shape`` (cached in eval mode, see the class docstring)."""
         gen = self.generator
-        key = (self.codes._version, gen.state_version(), id(gen))
+        key = (self.codes._version, gen.state_version())
         need_grad = torch.is_grad_enabled() and (self.codes.requires_grad or any(p.requires_grad for p in gen.parameters()))
         if not self.training and not need_grad and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
