@@ -277,3 +277,120 @@ def test_int32_accumulator_boundary(over, monkeypatch):
     assert np.array_equal(got, reference_gemm(a, w, lut))
     assert got.max() == k * top
     assert used == (["_grouped_lut_gemm"] if over else ["_grouped_lut_gemm_i32x4"])
+
+
+# --------------------------------------------------------------------------- expanded-table kernel
+
+
+def _expanded_module():
+    return importlib.import_module("axlib.kernels.expanded")
+
+
+def _spy_expanded(monkeypatch) -> list:
+    """Record every call of the expanded-table convolution (so a test knows which kernel served it)."""
+    mod = _expanded_module()
+    calls = []
+    real = mod.expanded_conv
+    monkeypatch.setattr(mod, "expanded_conv", lambda *a, **k: (calls.append(a[2].dtype), real(*a, **k))[1])
+    return calls
+
+
+@pytest.mark.parametrize("kind", list(CASES))
+def test_expanded_conv_matches_reference(kind, monkeypatch):
+    """Every hypothesis conv case (groups, strides, paddings, 1-3 channels) through the expanded kernel."""
+    lut, off, *_ = CASES[kind]
+    calls = _spy_expanded(monkeypatch)
+
+    @SETTINGS
+    @given(conv_inputs(kind))
+    def check(ops):
+        x, w, stride, padding, groups = ops
+        got = lut_conv2d(x, w, lut, stride=stride, padding=padding, groups=groups, a_offset=off, w_offset=off,
+                         kernel="expanded")
+        assert np.array_equal(got, reference_conv2d(x, w, lut, stride=stride, padding=padding, groups=groups,
+                                                    a_offset=off, w_offset=off))
+
+    check()
+    assert calls and all(dt == (np.uint16 if kind == "unsigned" else np.int16) for dt in calls)
+
+
+@pytest.mark.parametrize("out_channels", [8, 16, 17, 32, 48, 50, 64, 65, 130])
+@pytest.mark.parametrize("kind", list(CASES))
+def test_expanded_conv_widths(out_channels, kind, monkeypatch):
+    """CNN-sized layers on the default dispatch: every channel-block width and padded last block."""
+    lut, off, lo, hi, dtype = CASES[kind]
+    calls = _spy_expanded(monkeypatch)
+    rng = np.random.default_rng(out_channels)
+    x = rng.integers(lo, hi + 1, size=(3, 5, 7, 6)).astype(dtype)
+    w = rng.integers(lo, hi + 1, size=(out_channels, 5, 3, 3)).astype(dtype)
+    for stride, padding in ((1, 1), (2, 0), ((2, 1), (0, 2))):
+        got = lut_conv2d(x, w, lut, stride=stride, padding=padding, a_offset=off, w_offset=off)
+        assert np.array_equal(got, reference_conv2d(x, w, lut, stride=stride, padding=padding, a_offset=off,
+                                                    w_offset=off))
+    assert len(calls) == 3
+
+
+def test_expanded_conv_groups_and_extremes():
+    rng = np.random.default_rng(11)
+    x = rng.integers(-128, 128, size=(2, 6, 5, 5)).astype(np.int8)
+    w = rng.integers(-128, 128, size=(24, 3, 3, 3)).astype(np.int8)
+    x[0, :, 0, :] = -128
+    x[1, :, :, 0] = 127
+    w[:, :, 0, 0] = -128
+    got = lut_conv2d(x, w, LUT_S, padding=1, groups=2, a_offset=128, w_offset=128)
+    assert np.array_equal(got, reference_conv2d(x, w, LUT_S, padding=1, groups=2, a_offset=128, w_offset=128))
+    exact = lut_conv2d(x, w, EXACT_S.astype(np.int32), padding=1, groups=2, a_offset=128, w_offset=128)
+    assert np.array_equal(exact, _torch_conv(x, w, 1, 1, 2).astype(np.int64))
+
+
+def test_expanded_conv_chunks_tiles_and_int32_tables(monkeypatch):
+    """Tap chunks of E (budget 1 byte: one tap per chunk), one-tap tiles, int32 entries whose tile length
+    is limited by int32 overflow, and a 300-row table (uint16 activation indices)."""
+    mod = _expanded_module()
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 256, size=(2, 4, 6, 6))
+    w = rng.integers(0, 256, size=(20, 4, 3, 3))
+    want = reference_conv2d(x, w, LUT_U, padding=1)
+    monkeypatch.setattr(mod, "BUDGET_BYTES", 1)
+    assert np.array_equal(lut_conv2d(x, w, LUT_U, padding=1), want)
+    monkeypatch.setattr(mod, "TILE_BYTES", 1)
+    assert np.array_equal(lut_conv2d(x, w, LUT_U, padding=1), want)
+    monkeypatch.undo()
+    big = np.full((256, 256), (2**31 - 1) // 5, dtype=np.int64)
+    big[::3] = -(2**31 - 1) // 5
+    assert mod.narrow_table(big).dtype == np.int32
+    got = lut_conv2d(x, w, big, padding=1)  # 36 taps, at most 5 per int32 tile
+    assert np.array_equal(got, reference_conv2d(x, w, big, padding=1))
+    assert np.abs(got).max() > 2**31
+    tall = rng.integers(-1000, 1000, size=(300, 256))
+    xt = rng.integers(0, 300, size=(2, 4, 6, 6))
+    assert np.array_equal(lut_conv2d(xt, w, tall, padding=1, a_offset=0), reference_conv2d(xt, w, tall, padding=1))
+
+
+def test_expanded_block_width():
+    mod = _expanded_module()
+    assert [mod.block_width(n) for n in (8, 16, 17, 32, 48, 50, 64, 100, 128)] == [16, 16, 32, 32, 16, 64, 64, 16, 64]
+    assert mod.narrow_table(np.array([[0, 65535]])).dtype == np.uint16
+    assert mod.narrow_table(np.array([[-1, 32767]])).dtype == np.int16
+    assert mod.narrow_table(np.array([[0, 2**40]])) is None
+
+
+def test_kernel_choice(monkeypatch):
+    """``kernel=`` picks the kernel (same result); bad choices and unfit tables are refused before any work."""
+    calls = _spy_expanded(monkeypatch)
+    rng = np.random.default_rng(13)
+    x = rng.integers(0, 256, size=(2, 3, 5, 5))
+    w = rng.integers(0, 256, size=(16, 3, 3, 3))
+    want = reference_conv2d(x, w, LUT_U, padding=1)
+    for kernel in ("auto", "expanded", "gather"):
+        assert np.array_equal(lut_conv2d(x, w, LUT_U, padding=1, kernel=kernel), want)
+    assert len(calls) == 2
+    a, wg = rng.integers(0, 256, size=(7, 30)), rng.integers(0, 256, size=(30, 3))
+    assert np.array_equal(lut_gemm(a, wg, LUT_U, kernel="expanded"), reference_gemm(a, wg, LUT_U))
+    assert len(calls) == 3
+    with pytest.raises(ValueError, match="kernel"):
+        lut_conv2d(x, w, LUT_U, kernel="fast")
+    with pytest.raises(ValueError, match="kernel"):
+        lut_gemm(a[:0], wg, LUT_U, kernel="fast")
+    with pytest.raises(ValueError, match="expanded-table kernel needs"):
+        lut_conv2d(x, w, np.full((256, 256), 2**40), kernel="expanded")

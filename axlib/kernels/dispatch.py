@@ -2,8 +2,9 @@
 
 Two paths give bit-identical integer results (both are tested against ``kernels.reference``):
 
-- ``"lut"``: the numba LUT kernel (:func:`axlib.kernels.lut_conv2d`), CPU only (CUDA tensors travel
-  to the host and back, and that transfer is part of its measured time);
+- ``"lut"``: an exact LUT kernel on the tensors' device: the numba kernels (:func:`axlib.kernels.lut_conv2d`)
+  on the CPU, the Triton kernel (:mod:`axlib.kernels.lut_triton`) on CUDA when Triton is installed
+  (otherwise CUDA tensors travel to the host and back, and that transfer is part of its measured time);
 - ``"lowrank"``: the exact low-rank identity (:mod:`axlib.kernels.lowrank`), plain torch ops on the
   tensors' own device, available only when the table's error matrix factors exactly at rank
   ``<= MAX_RANK`` and the float64 result is provably exact for the layer's dot-product length K
@@ -52,6 +53,7 @@ class PreparedTable:
         self.table = np.ascontiguousarray(checks.check_lut(table), dtype=np.int64)
         self.a_offset, self.w_offset = checks.int_param("a_offset", a_offset), checks.int_param("w_offset", w_offset)
         self.name = name
+        self.device_tables: dict = {}  # device -> lut_triton.DeviceTable, copied on first use there
         self.digest = hashlib.blake2b(self.table.tobytes() + f"{self.a_offset},{self.w_offset}".encode(),
                                       digest_size=8).hexdigest()
 
@@ -107,7 +109,22 @@ def clear() -> None:
     _DECISIONS.clear()
 
 
+def lut_backend(device: torch.device) -> str:
+    """The kernel behind the ``"lut"`` path for tensors on ``device``: ``"triton"`` or ``"numba"``."""
+    from axlib.kernels import lut_triton  # lazy: TRITON_INTERPRET is read when the kernel is defined
+
+    return "triton" if torch.device(device).type == "cuda" and lut_triton.available() else "numba"
+
+
 def run_lut(x: torch.Tensor, w: torch.Tensor, pt: PreparedTable, stride, padding, groups) -> torch.Tensor:
+    if lut_backend(x.device) == "triton":
+        from axlib.kernels.lut_triton import device_table, triton_lut_conv2d
+
+        key = str(x.device)
+        if key not in pt.device_tables:
+            pt.device_tables[key] = device_table(pt.table, x.device)
+        return triton_lut_conv2d(x, w.to(x.device), pt.device_tables[key], stride, padding, groups, pt.a_offset,
+                                 pt.w_offset)
     out = lut_conv2d(x.detach().to("cpu", torch.int64).numpy(), w.detach().to("cpu", torch.int64).numpy(), pt.table,
                      stride, padding, groups, pt.a_offset, pt.w_offset)
     return torch.from_numpy(out).to(x.device)

@@ -7,11 +7,17 @@ Signed 8-bit tables stored as ``T[x + 128, y + 128] = mul(x, y)``: offsets 128, 
 Operands and results are integer codes; quantisation scales are the caller's business.
 
 Layout: the operands are turned into table indices once (uint8 for tables with <= 256 rows/columns,
-uint16 up to 65536), the table is made C-contiguous int32 (int64 only if its entries need it), and
-for every output row ``m`` (in parallel) and every ``k`` the kernel fetches ``row = lut[a_idx[m, k]]``
-and accumulates ``acc[n] += row[w_idx[k, n]]`` over contiguous ``n``; four rows ``m`` share each
-weight-index load and accumulate in int32 whenever ``K · max|lut| < 2^31`` (otherwise int64). Convolutions are lowered with
-an im2col into index matrices (in batch chunks of bounded memory) and use the same grouped GEMM.
+uint16 up to 65536). Convolutions with at least :data:`EXPANDED_MIN_OUT` output channels per group and
+tables of at most :data:`EXPANDED_MAX_ROWS` rows with entries that fit int32 (every CNN layer with an
+8x8 multiplier) go to the expanded-table kernel of :mod:`axlib.kernels.expanded` (one vector add per
+output position and tap, no im2col). GEMMs with at least that many columns go there too, as 1x1 convolutions.
+Everything else (narrow GEMMs, depthwise and few-channel convolutions,
+int64-sized entries) uses the row-gather kernel: the table is made C-contiguous int32 (int64 only if
+its entries need it), and for every output row ``m`` (in parallel) and every ``k`` the kernel fetches
+``row = lut[a_idx[m, k]]`` and accumulates ``acc[n] += row[w_idx[k, n]]`` over contiguous ``n``; four
+rows ``m`` share each weight-index load and accumulate in int32 whenever ``K · max|lut| < 2^31``
+(otherwise int64). Convolutions on that path are lowered with an im2col into index matrices (in
+batch chunks of bounded memory) and use the same grouped GEMM.
 """
 
 from __future__ import annotations
@@ -19,11 +25,17 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from axlib import validate
 from axlib.config import NUMBA_PARALLEL_FLAGS
-from axlib.kernels import checks
+from axlib.kernels import checks, expanded
 
 #: Upper bound on the bytes of one im2col index matrix; larger batches are processed in chunks.
 IM2COL_BUDGET_BYTES = 64 * 2**20
+#: Convolutions with at least this many output channels per group use the expanded-table kernel
+#: (below it most of its 16-lane vector adds would be padding).
+EXPANDED_MIN_OUT = 8
+#: ... when the table has at most this many rows (the expanded table holds one row per table row and tap).
+EXPANDED_MAX_ROWS = 1024
 
 _INT32 = np.iinfo(np.int32)
 
@@ -128,6 +140,25 @@ def _gemm(a_idx: np.ndarray, w_idx: np.ndarray, table: np.ndarray, out: np.ndarr
         _grouped_lut_gemm(a_idx, w_idx, table, out)
 
 
+KERNELS = ("auto", "expanded", "gather")
+
+
+def _expandable(lut: np.ndarray, out_per_group: int, kernel: str) -> np.ndarray | None:
+    """The narrowed table when the expanded-table kernel serves this layer, else None (row gather).
+
+    ``kernel``: ``"auto"`` (expanded when the layer has :data:`EXPANDED_MIN_OUT` or more outputs per group
+    and the table qualifies), ``"expanded"`` (error if the table does not qualify) or ``"gather"``."""
+    if kernel == "gather":
+        return None
+    narrow = expanded.narrow_table(lut) if lut.shape[0] <= EXPANDED_MAX_ROWS else None
+    if kernel == "expanded":
+        if narrow is None:
+            raise ValueError(f"the expanded-table kernel needs a table of at most {EXPANDED_MAX_ROWS} rows with "
+                             f"int32 entries; got shape {lut.shape}, entries {int(lut.min())}..{int(lut.max())}")
+        return narrow
+    return narrow if out_per_group >= EXPANDED_MIN_OUT else None
+
+
 def _table(lut: np.ndarray) -> np.ndarray:
     """C-contiguous int32 copy/view of the table, or int64 when its entries do not fit int32."""
     if lut.dtype.itemsize <= 2 or (int(lut.min()) >= _INT32.min and int(lut.max()) <= _INT32.max):
@@ -138,10 +169,11 @@ def _table(lut: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- public API
 
 
-def lut_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0) -> np.ndarray:
+def lut_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0, kernel: str = "auto") -> np.ndarray:
     """LUT GEMM: ``out[m, n] = sum_k lut[a[m, k] + a_offset, w[k, n] + w_offset]``, exact in int64.
 
-    Bit-identical to :func:`axlib.kernels.reference.reference_gemm`; parallel over the M rows.
+    Bit-identical to :func:`axlib.kernels.reference.reference_gemm`; served by the expanded-table kernel
+    (as a 1x1 convolution) when N >= :data:`EXPANDED_MIN_OUT`, else by the row-gather kernel.
 
     Args:
         a: integer activations (codes), shape (M, K).
@@ -150,6 +182,8 @@ def lut_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0) -> np.ndarray:
             operands with indices ``i`` and ``j``; e.g. (256, 256) for 8-bit multipliers.
         a_offset, w_offset: added to the operands to form table indices (128 for signed 8-bit tables
             stored as ``T[x + 128, y + 128]``, 0 for unsigned tables).
+        kernel: ``"auto"`` (default), ``"expanded"`` or ``"gather"``: which exact kernel serves the call
+            (module docstring); all give identical results, the choice is for benchmarks and tests.
 
     Returns:
         int64 array of shape (M, N) (integer codes, no scaling).
@@ -158,23 +192,30 @@ def lut_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0) -> np.ndarray:
         ValueError: non-integer dtypes, wrong ranks, K mismatch, operands outside the table after the
             offset, or a table whose entries could overflow an int64 sum over K.
     """
+    kernel = validate.choice("kernel", kernel, KERNELS)
     a, w, lut, a_offset, w_offset = checks.check_gemm(a, w, lut, a_offset, w_offset)
     out = np.zeros((1, a.shape[0], w.shape[1]), dtype=np.int64)
     if out.size == 0 or a.shape[1] == 0:
         return out[0]
     a_idx = _to_index(a, a_offset, lut.shape[0])
     w_idx = _to_index(w, w_offset, lut.shape[1])
+    narrow = _expandable(lut, w.shape[1], kernel)
+    if narrow is not None:  # a GEMM is a 1x1 convolution of M positions
+        m, k = a_idx.shape
+        return expanded.expanded_conv(a_idx.reshape(m, k, 1, 1), w_idx[None], narrow, 1, 1, 1, 1, 1, 1)[:, :, 0, 0]
     _gemm(a_idx[None], w_idx[None], _table(lut), out)
     return out[0]
 
 
-def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 0, w_offset: int = 0) -> np.ndarray:
+def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 0, w_offset: int = 0,
+               kernel: str = "auto") -> np.ndarray:
     """LUT convolution (cross-correlation, as ``torch.nn.functional.conv2d``), every product a table lookup.
 
-    Bit-identical to :func:`axlib.kernels.reference.reference_conv2d`: im2col into table indices, then
-    the grouped LUT GEMM. Zero padding inserts the integer operand 0, which goes through the table like
-    any other activation (each padded tap contributes ``lut[0 + a_offset, w + w_offset]``, not
-    necessarily 0 for an approximate multiplier).
+    Bit-identical to :func:`axlib.kernels.reference.reference_conv2d`: the expanded-table kernel for
+    layers with :data:`EXPANDED_MIN_OUT` or more output channels per group, otherwise im2col into table
+    indices and the grouped row-gather GEMM (module docstring). Zero padding inserts the integer
+    operand 0, which goes through the table like any other activation (each padded tap contributes
+    ``lut[0 + a_offset, w + w_offset]``, not necessarily 0 for an approximate multiplier).
 
     Args:
         x: integer activations (codes), shape (N, C, H, W).
@@ -182,7 +223,7 @@ def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 
         lut: integer product table, shape (A, B).
         stride, padding: int or (h, w) pair; stride >= 1, padding >= 0.
         groups: channel groups; must divide C and O (depthwise: groups == C == O).
-        a_offset, w_offset: see :func:`lut_gemm`.
+        a_offset, w_offset, kernel: see :func:`lut_gemm`.
 
     Returns:
         int64 array of shape (N, O, Ho, Wo) with ``Ho = (H + 2*ph - kh) // sh + 1`` (likewise Wo).
@@ -190,6 +231,7 @@ def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 
     Raises:
         ValueError: as :func:`axlib.kernels.reference.reference_conv2d`.
     """
+    kernel = validate.choice("kernel", kernel, KERNELS)
     x, w, lut, (sh, sw), (ph, pw), groups, a_offset, w_offset, (ho, wo) = checks.check_conv(
         x, w, lut, stride, padding, groups, a_offset, w_offset)
     n_batch, c, _, _ = x.shape
@@ -199,12 +241,16 @@ def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 
     out = np.zeros((n_batch, o, ho, wo), dtype=np.int64)
     if out.size == 0 or k == 0:
         return out
-    table = _table(lut)
     x_idx = _to_index(x, a_offset, lut.shape[0])
     if ph or pw:
         x_idx = np.pad(x_idx, ((0, 0), (0, 0), (ph, ph), (pw, pw)), mode="constant", constant_values=a_offset)
     # (O, C/g, kh, kw) -> (G, K, O/g), K ordered (c, p, q) like the im2col columns
     w_idx = np.ascontiguousarray(_to_index(w, w_offset, lut.shape[1]).reshape(groups, og, k).transpose(0, 2, 1))
+    narrow = _expandable(lut, og, kernel)
+    if narrow is not None:
+        out[:] = expanded.expanded_conv(np.ascontiguousarray(x_idx), w_idx, narrow, kh, kw, sh, sw, ho, wo)
+        return out
+    table = _table(lut)
     row_bytes = groups * ho * wo * k * x_idx.dtype.itemsize
     chunk = max(1, IM2COL_BUDGET_BYTES // max(row_bytes, 1))
     for start in range(0, n_batch, chunk):

@@ -2,7 +2,9 @@
 
 For each conv shape and batch size, the implementations run interleaved, ``repeats`` times:
 exact float32 ``torch.nn.functional.conv2d`` (the speed reference), the numba LUT kernel
-``axlib.kernels.lut_conv2d`` (im2col included), a chunked NumPy gather baseline (im2col, then
+``axlib.kernels.lut_conv2d`` as dispatched (``numba_lut``: the expanded-table kernel on these shapes,
+table expansion included), its row-gather kernel (``numba_gather``: one gather per product, im2col
+included; the kernel of earlier versions), a chunked NumPy gather baseline (im2col, then
 ``lut[a_idx, w_idx]`` summed over K in chunks), and the exact low-rank path
 (``axlib.kernels.lowrank``, float64 torch convs) for tables of increasing error rank
 (``lowrank:<circuit>``). Every repeat records the seconds of each method, so ratios can be taken
@@ -86,7 +88,8 @@ def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with
             ho = (hw + 2 * p - k) // s + 1
             lookups = b * cout * ho * ho * cin * k * k
             methods = {"torch_conv_fp32": lambda: F.conv2d(xt, wt, stride=s, padding=p),
-                       "numba_lut": lambda: lut_conv2d(x, w, lut, stride=s, padding=p)}
+                       "numba_lut": lambda: lut_conv2d(x, w, lut, stride=s, padding=p),
+                       "numba_gather": lambda: lut_conv2d(x, w, lut, stride=s, padding=p, kernel="gather")}
             if with_numpy:
                 methods["numpy_gather"] = lambda: numpy_gather_conv(x, w, lut, s, p)
             xl, wl = torch.from_numpy(x.astype(np.int64)), torch.from_numpy(w.astype(np.int64))
@@ -94,6 +97,7 @@ def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with
                 methods[f"lowrank:{tname}"] = lambda lr=lr: lowrank_conv2d(xl, wl, lr, s, p)
             for f in methods.values():  # warm-up: numba compile, allocator
                 f()
+            assert np.array_equal(methods["numba_lut"](), methods["numba_gather"]())
             if with_numpy:
                 assert np.array_equal(methods["numba_lut"](), methods["numpy_gather"]())
             for tname, (m, _) in factors.items():  # the low-rank path must equal the LUT kernel on its table
@@ -109,17 +113,26 @@ def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (shape, batch): median seconds, G lookups/s, and medians of paired ratios to the torch conv."""
+    """Per (shape, batch): median seconds, G lookups/s (torch: G MAC/s), and medians (with min-max) of the
+    paired ratios: dispatched LUT kernel / torch conv, row-gather kernel / dispatched kernel (its speed-up),
+    NumPy gather / dispatched kernel."""
     wide = df.pivot_table(index=["shape", "batch", "repeat"], columns="method", values="seconds").reset_index()
     out = []
     for (shape, batch), g in wide.groupby(["shape", "batch"], sort=False):
         lookups = df[(df["shape"] == shape) & (df["batch"] == batch)]["lookups"].iloc[0]
         row = {"shape": shape, "batch": batch, "lookups_M": lookups / 1e6}
-        for m in ("torch_conv_fp32", "numba_lut", "numpy_gather"):
+        for m in ("torch_conv_fp32", "numba_lut", "numba_gather", "numpy_gather"):
             if m in g:
                 row[f"{m}_ms"] = 1e3 * g[m].median()
+        row["torch_G_MAC_per_s"] = lookups / g["torch_conv_fp32"].median() / 1e9
         row["numba_G_lookups_per_s"] = lookups / g["numba_lut"].median() / 1e9
-        row["numba_over_torch"] = (g["numba_lut"] / g["torch_conv_fp32"]).median()
+        ratio = g["numba_lut"] / g["torch_conv_fp32"]
+        row["numba_over_torch"] = ratio.median()
+        row["numba_over_torch_min"], row["numba_over_torch_max"] = ratio.min(), ratio.max()
+        if "numba_gather" in g:
+            speedup = g["numba_gather"] / g["numba_lut"]
+            row["gather_over_numba"] = speedup.median()
+            row["gather_over_numba_min"], row["gather_over_numba_max"] = speedup.min(), speedup.max()
         if "numpy_gather" in g:
             row["numpy_over_numba"] = (g["numpy_gather"] / g["numba_lut"]).median()
         out.append(row)
