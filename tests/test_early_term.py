@@ -110,20 +110,46 @@ def test_validation():
         early_term_conv2d(x, w, b, n=1000)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_windows_innermost_kernel_equals_the_window_at_a_time_kernel(seed):
-    """Outputs bit-identical and MAC counts equal, in exact and predictive mode, with strides,
-    padding, a residual, 1x1 and 3x3 kernels."""
+def _compare_kernels(seed: int) -> int:
+    """The blocks and windows-innermost kernels: outputs bit-identical and MAC counts equal to the
+    window-at-a-time loop, in exact and predictive mode, with strides (incl. unequal ones), padding,
+    a residual, 1x1/3x3/5x3 kernels, rows of 1-41 windows (partial chunks and blocks spanning rows)."""
     rng = np.random.default_rng(100 + seed)
-    n, c, o, h = 2, int(rng.integers(1, 6)), int(rng.integers(1, 5)), int(rng.integers(3, 12))
-    k = int(rng.choice([1, 3]))
-    stride, padding = int(rng.integers(1, 3)), int(rng.integers(0, 2))
-    x = np.maximum(rng.normal(size=(n, c, h, h)), 0) * (rng.random((n, c, h, h)) < 0.7)
-    w, b = rng.normal(size=(o, c, k, k)), rng.normal(size=o)
-    ns = rng.integers(0, c * k * k + 1, size=o) if seed % 2 else 0
+    n, c, o = 2, int(rng.integers(1, 6)), int(rng.integers(1, 5))
+    h, wd = int(rng.integers(5, 12)), int(rng.integers(3, 42))
+    kh, kw = [(1, 1), (3, 3), (5, 3)][seed % 3]
+    stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    padding = (int(rng.integers(0, 2)), int(rng.integers(0, 2)))
+    x = np.maximum(rng.normal(size=(n, c, h, wd)), 0) * (rng.random((n, c, h, wd)) < 0.7)
+    w, b = rng.normal(size=(o, c, kh, kw)), rng.normal(size=o)
+    ns = rng.integers(0, c * kh * kw + 1, size=o) if seed % 2 else 0
     th = rng.normal(size=o) * 0.5
-    ho = (h + 2 * padding - k) // stride + 1
-    res = rng.normal(size=(n, o, ho, ho)) * 0.3
-    a = early_term_conv2d(x, w, b, stride, padding, th, ns, res, windows_innermost=True)
-    z = early_term_conv2d(x, w, b, stride, padding, th, ns, res, windows_innermost=False)
-    assert np.array_equal(a[0], z[0]) and np.array_equal(a[1], z[1])
+    ho = (h + 2 * padding[0] - kh) // stride[0] + 1
+    wo = (wd + 2 * padding[1] - kw) // stride[1] + 1
+    res = rng.normal(size=(n, o, ho, wo)) * 0.3
+    z = early_term_conv2d(x, w, b, stride, padding, th, ns, res, kernel="window")
+    for kernel in ("blocks", "windows", "auto"):
+        a = early_term_conv2d(x, w, b, stride, padding, th, ns, res, kernel=kernel)
+        assert np.array_equal(a[0], z[0]) and np.array_equal(a[1], z[1]), kernel
+    return int((z[1] < c * kh * kw).sum())  # windows that terminated early
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_vector_kernels_equal_the_window_at_a_time_kernel(seed):
+    _compare_kernels(seed)
+
+
+def test_vector_kernel_cases_terminate_early():
+    """The random cases above do exercise early termination (most of them, not only full runs)."""
+    early = [_compare_kernels(seed) for seed in range(10)]
+    assert sum(e > 0 for e in early) >= 7, early
+
+
+def test_kernel_choice_is_validated():
+    x, w, b = _int_case(np.random.default_rng(0))
+    with pytest.raises(ValueError, match="kernel"):
+        early_term_conv2d(x, w, b, kernel="simd")
+    with pytest.raises(ValueError, match="strides"):
+        early_term_conv2d(x, w, b, stride=3, kernel="blocks")
+    a = early_term_conv2d(x, w, b, stride=3)                     # auto falls back to the windows loop
+    assert np.array_equal(a[0], early_term_conv2d(x, w, b, stride=3, kernel="window")[0])

@@ -30,7 +30,7 @@ import numpy as np
 
 from axlib import validate
 from axlib.config import NUMBA_PARALLEL_FLAGS
-from axlib.kernels import checks
+from axlib.kernels import checks, early_term_blocks
 
 
 @dataclass(frozen=True)
@@ -214,9 +214,11 @@ def check_inputs(x, w, bias, stride, padding, th, n, residual, reordering: Reord
     return x, w, bias, stride, padding, (ho, wo), th, reordering
 
 
+KERNELS = ("auto", "blocks", "windows", "window")
+
+
 def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residual=None,
-                      reordering: Reordering | None = None,
-                      windows_innermost: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                      reordering: Reordering | None = None, kernel: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """SnaPEA convolution followed by ReLU.
 
     Args:
@@ -227,8 +229,10 @@ def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residua
             integers in [0, K].
         residual: (N, O, Ho, Wo) added to the accumulator's initial value, or None.
         reordering: a precomputed :func:`reorder` of ``w`` for ``n`` (skips recomputing it).
-        windows_innermost: use :func:`_early_term_windows` (default; windows vectorised) or the
-            window-at-a-time :func:`_early_term`; both give identical outputs and counts.
+        kernel: ``"blocks"`` (32 windows in vector registers, :mod:`axlib.kernels.early_term_blocks`;
+            horizontal strides 1 and 2), ``"windows"`` (:func:`_early_term_windows`, windows innermost),
+            ``"window"`` (window at a time, :func:`_early_term`) or ``"auto"`` (default: blocks where the
+            stride allows, else windows). All give identical outputs and counts.
 
     Returns:
         ``(out, ops)``: post-ReLU outputs (N, O, Ho, Wo) float64 and MACs per window (int32, Eq. 3.1).
@@ -237,8 +241,11 @@ def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residua
         ValueError (ParameterError for ``n``) naming the argument, its value and what is allowed
         (:func:`check_inputs`).
     """
+    kernel = validate.choice("kernel", kernel, KERNELS)
     x, w, bias, (sh, sw), (ph, pw), (ho, wo), th_arr, r = check_inputs(x, w, bias, stride, padding, th, n, residual,
                                                                         reordering)
+    if kernel == "blocks" and sw not in early_term_blocks.STRIDES:
+        raise ValueError(f"kernel='blocks' serves horizontal strides {early_term_blocks.STRIDES}, got stride {sw}")
     o_count, c, kh, kw = w.shape
     n_batch = x.shape[0]
     flat = w.reshape(o_count, -1)
@@ -253,9 +260,14 @@ def early_term_conv2d(x, w, bias=None, stride=1, padding=0, th=0.0, n=0, residua
         base += residual
     out = np.empty((n_batch, o_count, ho, wo), dtype=np.float64)
     ops = np.empty((n_batch, o_count, ho, wo), dtype=np.int32)
-    kernel = _early_term_windows if windows_innermost else _early_term
-    kernel(xp, np.ascontiguousarray(wr), np.ascontiguousarray(cc), np.ascontiguousarray(pp),
-           np.ascontiguousarray(qq), r.n_spec, r.neg_start, th_arr, base, sh, sw, out, ops)
+    if kernel == "blocks" or (kernel == "auto" and sw in early_term_blocks.STRIDES):
+        if out.size:
+            early_term_blocks.early_term_blocks(xp, r.order, wr, r.n_spec, r.neg_start, th_arr, base, kh, kw, sh, sw,
+                                                out, ops)
+        return out, ops
+    loop = _early_term_windows if kernel in ("auto", "windows") else _early_term
+    loop(xp, np.ascontiguousarray(wr), np.ascontiguousarray(cc), np.ascontiguousarray(pp),
+         np.ascontiguousarray(qq), r.n_spec, r.neg_start, th_arr, base, sh, sw, out, ops)
     return out, ops
 
 
