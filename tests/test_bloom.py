@@ -133,7 +133,7 @@ def test_uncompiled_kernels_agree_with_compiled():
     bloom._insert.py_func(keys, bf.tables, words, 0)
     assert np.array_equal(words, bf.words)
     out = np.zeros(q.size, dtype=np.bool_)
-    bloom._query_one.py_func(q, bf.tables, bf.words, 0, out)
+    bloom._query_one.py_func(q, bloom.padded_tables(bf.tables), bf.words, 0, out)
     assert np.array_equal(out, bf.query(q))
     unit = BloomFunctionUnit(64, 2, 4, seed=9)
     for v in range(3):
@@ -150,7 +150,7 @@ def test_parallel_and_serial_paths_agree():
     bf = BloomFilter(512, 3, 4, seed=4)
     bf.insert(rng.integers(0, 2**32, size=100, dtype=np.uint64))
     serial = np.zeros(q.size, dtype=np.bool_)
-    bloom._query_one_range(q, bf.tables, bf.words, 0, serial, 0, q.size)
+    bloom._query_one_range(q, bloom.padded_tables(bf.tables), bf.words, 0, serial, 0, q.size)
     parallel = bf.query(q)
     assert np.array_equal(parallel, serial) and 0 < parallel.sum() < q.size
     unit = BloomFunctionUnit(256, 2, 4, seed=4)
