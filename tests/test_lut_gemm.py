@@ -394,3 +394,29 @@ def test_kernel_choice(monkeypatch):
         lut_gemm(a[:0], wg, LUT_U, kernel="fast")
     with pytest.raises(ValueError, match="expanded-table kernel needs"):
         lut_conv2d(x, w, np.full((256, 256), 2**40), kernel="expanded")
+
+
+def test_expanded_cache_reuses_only_identical_weights_and_tables(monkeypatch):
+    """A repeated call reuses the expanded table; one changed weight or table entry expands anew
+    (and the result follows the change); the cache stays within its byte budget."""
+    mod = _expanded_module()
+    mod.clear_cache()
+    rng = np.random.default_rng(14)
+    x = rng.integers(0, 256, size=(2, 3, 6, 6))
+    w = rng.integers(0, 256, size=(16, 3, 3, 3))
+    lut = LUT_U.copy()
+    first = lut_conv2d(x, w, lut, padding=1)
+    assert np.array_equal(lut_conv2d(x, w, lut, padding=1), first)
+    assert mod.cache_info()["hits"] == 1 and mod.cache_info()["misses"] == 1
+    w2 = w.copy()
+    w2[5, 1, 2, 0] = (w2[5, 1, 2, 0] + 1) % 256
+    assert np.array_equal(lut_conv2d(x, w2, lut, padding=1), reference_conv2d(x, w2, lut, padding=1))
+    lut[x[0, 0, 0, 0], w[0, 0, 1, 1]] += 1                  # a product the output uses
+    assert np.array_equal(lut_conv2d(x, w, lut, padding=1), reference_conv2d(x, w, lut, padding=1))
+    assert mod.cache_info()["misses"] == 3 and mod.cache_info()["entries"] == 3
+    one = mod.cache_info()["bytes"] // 3
+    monkeypatch.setattr(mod, "CACHE_BYTES", 2 * one)
+    lut_conv2d(x, (w + 1) % 256, LUT_U, padding=1)           # a fourth layer: the oldest two go
+    assert mod.cache_info()["entries"] == 2 and mod.cache_info()["bytes"] <= 2 * one
+    mod.clear_cache()
+    assert mod.cache_info() == {"entries": 0, "bytes": 0, "hits": 0, "misses": 0}

@@ -20,10 +20,19 @@ multiplier) are kept within :data:`TILE_BYTES` (L2) and reused across a block of
 as large a block as leaves every thread a task (each block streams all of ``E`` once); ``E`` as a
 whole is built in tap chunks of at most :data:`BUDGET_BYTES`.
 
+Expanded tables are kept for reuse (up to :data:`CACHE_BYTES`, least recently used first out), keyed
+by the digests of the table and of the weight indices: evaluating a network over a test set expands
+each layer's table once, while retraining (new weights every step) expands on every call.
+:func:`clear_cache` empties it (benchmarks time both cases).
+
 Bit-identical to :func:`axlib.kernels.reference.reference_conv2d` (tests/test_lut_gemm.py).
 """
 
 from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
 
 import numba
 import numpy as np
@@ -40,7 +49,52 @@ BUDGET_BYTES = 32 * 2**20
 #: Target bytes of the expanded rows of one tap tile (kept in L2 while a block of positions uses it).
 TILE_BYTES = 2**20
 
+#: Bytes of expanded tables kept for reuse across calls (a whole ResNet-20 needs about 150 MB).
+CACHE_BYTES = 256 * 2**20
+
 _INT32_MAX = np.iinfo(np.int32).max
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_STATS = {"hits": 0, "misses": 0}
+
+
+def clear_cache() -> None:
+    """Forget every kept expanded table (and the hit/miss counts)."""
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _CACHE_STATS.update(hits=0, misses=0)
+
+
+def cache_info() -> dict:
+    """``{"entries", "bytes", "hits", "misses"}`` of the expanded-table cache."""
+    with _CACHE_LOCK:
+        return {"entries": len(_CACHE), "bytes": sum(e.nbytes for e in _CACHE.values()), **_CACHE_STATS}
+
+
+def _digest(a: np.ndarray) -> str:
+    return hashlib.blake2b(np.ascontiguousarray(a).tobytes() + str((a.dtype.str, a.shape)).encode(),
+                           digest_size=16).hexdigest()
+
+
+def _cached_expansion(w_idx: np.ndarray, table: np.ndarray, source: np.ndarray, width: int) -> np.ndarray:
+    """The whole expanded table of one layer, from the cache or built (and kept) now."""
+    key = (_digest(table), _digest(w_idx), width)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            _CACHE_STATS["hits"] += 1
+            return hit
+        _CACHE_STATS["misses"] += 1
+    n_groups, k, og = w_idx.shape
+    expanded = np.zeros((n_groups, -(-og // width), k, table.shape[0], width), dtype=table.dtype)
+    _expand(w_idx, source, width, expanded)
+    if expanded.nbytes <= CACHE_BYTES:
+        with _CACHE_LOCK:
+            _CACHE[key] = expanded
+            while sum(e.nbytes for e in _CACHE.values()) > CACHE_BYTES:
+                _CACHE.popitem(last=False)
+    return expanded
 
 
 @intrinsic
@@ -195,8 +249,11 @@ def expanded_conv(x_pad: np.ndarray, w_idx: np.ndarray, table: np.ndarray, kh: i
     source = np.ascontiguousarray(table, dtype=np.int32)
     for k0 in range(0, k, chunk):
         k1 = min(k, k0 + chunk)
-        expanded = np.zeros((n_groups, n_blocks, k1 - k0, rows, width), dtype=table.dtype)
-        _expand(np.ascontiguousarray(w_idx[:, k0:k1]), source, width, expanded)
+        if k0 == 0 and k1 == k:   # the whole layer at once: reusable across calls
+            expanded = _cached_expansion(np.ascontiguousarray(w_idx), table, source, width)
+        else:
+            expanded = np.zeros((n_groups, n_blocks, k1 - k0, rows, width), dtype=table.dtype)
+            _expand(np.ascontiguousarray(w_idx[:, k0:k1]), source, width, expanded)
         _conv(x_flat, c * hp * wp, wp, ho, wo, sh, sw, np.ascontiguousarray(offs[:, k0:k1]), expanded, width,
               tile, block, out)
     o = n_groups * og

@@ -3,7 +3,9 @@
 For each conv shape and batch size, the implementations run interleaved, ``repeats`` times:
 exact float32 ``torch.nn.functional.conv2d`` (the speed reference), the numba LUT kernel
 ``axlib.kernels.lut_conv2d`` as dispatched (``numba_lut``: the expanded-table kernel on these shapes,
-table expansion included), its row-gather kernel (``numba_gather``: one gather per product, im2col
+its cache cleared before every call so the table expansion is included, as in retraining where the
+weights change every step; ``numba_lut_warm``: the same call with the expansion reused, as when a
+network is evaluated over a test set), its row-gather kernel (``numba_gather``: one gather per product, im2col
 included; the kernel of earlier versions), a chunked NumPy gather baseline (im2col, then
 ``lut[a_idx, w_idx]`` summed over K in chunks), and the exact low-rank path
 (``axlib.kernels.lowrank``, float64 torch convs) for tables of increasing error rank
@@ -21,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from axlib import multipliers
-from axlib.kernels import lut_conv2d
+from axlib.kernels import expanded, lut_conv2d
 from axlib.kernels.lowrank import factorize, lowrank_conv2d
 
 #: (name, C_in, C_out, H=W, kernel, stride, padding): the conv shapes of ResNet-20 (CIFAR-10) and LeNet-5.
@@ -88,7 +90,8 @@ def run(shapes: list[str], batch_sizes: list[int], repeats: int, seed: int, with
             ho = (hw + 2 * p - k) // s + 1
             lookups = b * cout * ho * ho * cin * k * k
             methods = {"torch_conv_fp32": lambda: F.conv2d(xt, wt, stride=s, padding=p),
-                       "numba_lut": lambda: lut_conv2d(x, w, lut, stride=s, padding=p),
+                       "numba_lut": lambda: (expanded.clear_cache(), lut_conv2d(x, w, lut, stride=s, padding=p))[1],
+                       "numba_lut_warm": lambda: lut_conv2d(x, w, lut, stride=s, padding=p),
                        "numba_gather": lambda: lut_conv2d(x, w, lut, stride=s, padding=p, kernel="gather")}
             if with_numpy:
                 methods["numpy_gather"] = lambda: numpy_gather_conv(x, w, lut, s, p)
@@ -121,7 +124,7 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     for (shape, batch), g in wide.groupby(["shape", "batch"], sort=False):
         lookups = df[(df["shape"] == shape) & (df["batch"] == batch)]["lookups"].iloc[0]
         row = {"shape": shape, "batch": batch, "lookups_M": lookups / 1e6}
-        for m in ("torch_conv_fp32", "numba_lut", "numba_gather", "numpy_gather"):
+        for m in ("torch_conv_fp32", "numba_lut", "numba_lut_warm", "numba_gather", "numpy_gather"):
             if m in g:
                 row[f"{m}_ms"] = 1e3 * g[m].median()
         row["torch_G_MAC_per_s"] = lookups / g["torch_conv_fp32"].median() / 1e9
@@ -129,6 +132,9 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         ratio = g["numba_lut"] / g["torch_conv_fp32"]
         row["numba_over_torch"] = ratio.median()
         row["numba_over_torch_min"], row["numba_over_torch_max"] = ratio.min(), ratio.max()
+        if "numba_lut_warm" in g:
+            row["warm_G_lookups_per_s"] = lookups / g["numba_lut_warm"].median() / 1e9
+            row["warm_over_torch"] = (g["numba_lut_warm"] / g["torch_conv_fp32"]).median()
         if "numba_gather" in g:
             speedup = g["numba_gather"] / g["numba_lut"]
             row["gather_over_numba"] = speedup.median()
