@@ -58,6 +58,7 @@ if triton is not None:
         plane = HO * WO
         n_img = offs_m // plane
         rem = offs_m - n_img * plane
+        n_img = n_img.to(tl.int64)  # image offsets into input and output may pass 2^31 elements
         i = rem // WO
         j = rem - i * WO
         base = n_img * (C * HP * WP) + g * CG * HP * WP + (i * SH) * WP + j * SW
