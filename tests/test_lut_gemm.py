@@ -344,7 +344,7 @@ def test_expanded_conv_groups_and_extremes():
 
 
 def test_expanded_conv_chunks_tiles_and_int32_tables(monkeypatch):
-    """Tap chunks of E (budget 1 byte: one tap per chunk), one-tap tiles, int32 entries whose tile length
+    """Tap chunks of E (budget 1 byte: one tap per chunk), one-tap tiles, one image per chunk, int32 entries whose tile length
     is limited by int32 overflow, and a 300-row table (uint16 activation indices)."""
     mod = _expanded_module()
     rng = np.random.default_rng(12)
@@ -354,6 +354,10 @@ def test_expanded_conv_chunks_tiles_and_int32_tables(monkeypatch):
     monkeypatch.setattr(mod, "BUDGET_BYTES", 1)
     assert np.array_equal(lut_conv2d(x, w, LUT_U, padding=1), want)
     monkeypatch.setattr(mod, "TILE_BYTES", 1)
+    assert np.array_equal(lut_conv2d(x, w, LUT_U, padding=1), want)
+    monkeypatch.setattr(mod, "RESULT_BUDGET_BYTES", 1)          # and one image per chunk
+    assert np.array_equal(lut_conv2d(x, w, LUT_U, padding=1), want)
+    monkeypatch.setattr(mod, "BUDGET_BYTES", 2**30)             # whole E, images in chunks
     assert np.array_equal(lut_conv2d(x, w, LUT_U, padding=1), want)
     monkeypatch.undo()
     big = np.full((256, 256), (2**31 - 1) // 5, dtype=np.int64)

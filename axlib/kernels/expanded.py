@@ -46,6 +46,8 @@ from axlib.config import NUMBA_PARALLEL_FLAGS
 WIDTHS = (16, 32, 64)
 #: Upper bound on the bytes of the expanded table built at once (larger layers go in tap chunks).
 BUDGET_BYTES = 32 * 2**20
+#: Upper bound on the bytes of the int64 accumulators of one chunk of images (larger batches go in chunks).
+RESULT_BUDGET_BYTES = 64 * 2**20
 #: Target bytes of the expanded rows of one tap tile (kept in L2 while a block of positions uses it;
 #: 512 KiB was best or within 10 % of best on every bench01 shape among 256 KiB-2 MiB, 1 MiB L2).
 TILE_BYTES = 512 * 2**10
@@ -215,7 +217,7 @@ def narrow_table(table: np.ndarray) -> np.ndarray | None:
 
 
 def expanded_conv(x_pad: np.ndarray, w_idx: np.ndarray, table: np.ndarray, kh: int, kw: int, sh: int, sw: int,
-                  ho: int, wo: int) -> np.ndarray:
+                  ho: int, wo: int, out: np.ndarray | None = None) -> np.ndarray:
     """Exact LUT convolution of padded table indices with the expanded-table kernel.
 
     Args:
@@ -223,9 +225,11 @@ def expanded_conv(x_pad: np.ndarray, w_idx: np.ndarray, table: np.ndarray, kh: i
         w_idx: weight table indices, shape (G, K, O/g), K ordered (c, p, q).
         table: product table narrowed by :func:`narrow_table` (rows <= 65536).
         kh, kw, sh, sw, ho, wo: kernel size, stride and output size.
+        out: optional C-contiguous int64 (N, O, Ho, Wo) array to write the result into.
 
     Returns:
-        int64 array (N, O, Ho, Wo).
+        int64 array (N, O, Ho, Wo) (``out`` when given). Images go in chunks whose int64 accumulators
+        stay within :data:`RESULT_BUDGET_BYTES`.
     """
     n_batch, c, hp, wp = x_pad.shape
     n_groups, k, og = w_idx.shape
@@ -241,21 +245,29 @@ def expanded_conv(x_pad: np.ndarray, w_idx: np.ndarray, table: np.ndarray, kh: i
     cc, pp, qq = np.meshgrid(np.arange(cg), np.arange(kh), np.arange(kw), indexing="ij")
     tap = (cc * hp * wp + pp * wp + qq).reshape(-1)
     offs = np.ascontiguousarray(np.arange(n_groups)[:, None] * cg * hp * wp + tap[None, :], dtype=np.int64)
-    m_count = n_batch * ho * wo
-    # as few position blocks as keep every thread busy: each block streams every tile of E once
-    # (measured: 1024-position blocks on ResNet-20 layer3 ran at 0.4x the speed of one block per thread)
-    block = -(-m_count // max(1, -(-numba.get_num_threads() // (n_groups * n_blocks))))
-    out = np.zeros((n_groups, m_count, n_blocks * width), dtype=np.int64)
-    x_flat = x_pad.reshape(-1)
+    if out is None:
+        out = np.empty((n_batch, n_groups * og, ho, wo), dtype=np.int64)
     source = np.ascontiguousarray(table, dtype=np.int32)
-    for k0 in range(0, k, chunk):
-        k1 = min(k, k0 + chunk)
-        if k0 == 0 and k1 == k:   # the whole layer at once: reusable across calls
-            expanded = _cached_expansion(np.ascontiguousarray(w_idx), table, source, width)
-        else:
-            expanded = np.zeros((n_groups, n_blocks, k1 - k0, rows, width), dtype=table.dtype)
-            _expand(np.ascontiguousarray(w_idx[:, k0:k1]), source, width, expanded)
-        _conv(x_flat, c * hp * wp, wp, ho, wo, sh, sw, np.ascontiguousarray(offs[:, k0:k1]), expanded, width,
-              tile, block, out)
-    o = n_groups * og
-    return out[:, :, :og].reshape(n_groups, n_batch, ho, wo, og).transpose(1, 0, 4, 2, 3).reshape(n_batch, o, ho, wo)
+    whole = _cached_expansion(np.ascontiguousarray(w_idx), table, source, width) if k <= chunk else None
+    images = max(1, RESULT_BUDGET_BYTES // max(1, n_groups * ho * wo * n_blocks * width * 8))
+    for b0 in range(0, n_batch, images):
+        b1 = min(n_batch, b0 + images)
+        m_count = (b1 - b0) * ho * wo
+        # as few position blocks as keep every thread busy: each block streams every tile of E once
+        # (measured: 1024-position blocks on ResNet-20 layer3 ran at 0.4x the speed of one block per thread)
+        block = -(-m_count // max(1, -(-numba.get_num_threads() // (n_groups * n_blocks))))
+        res = np.zeros((n_groups, m_count, n_blocks * width), dtype=np.int64)
+        x_flat = x_pad[b0:b1].reshape(-1)
+        for k0 in range(0, k, chunk):
+            k1 = min(k, k0 + chunk)
+            if whole is not None:
+                expanded = whole
+            else:
+                expanded = np.zeros((n_groups, n_blocks, k1 - k0, rows, width), dtype=table.dtype)
+                _expand(np.ascontiguousarray(w_idx[:, k0:k1]), source, width, expanded)
+            _conv(x_flat, c * hp * wp, wp, ho, wo, sh, sw, np.ascontiguousarray(offs[:, k0:k1]), expanded, width,
+                  tile, block, res)
+        # (G, nb*Ho*Wo, O/g) -> (nb, G, O/g, Ho, Wo), written into out without an intermediate copy
+        out[b0:b1].reshape(b1 - b0, n_groups, og, ho, wo)[:] = (
+            res[:, :, :og].reshape(n_groups, b1 - b0, ho, wo, og).transpose(1, 0, 4, 2, 3))
+    return out

@@ -248,7 +248,7 @@ def lut_conv2d(x, w, lut, stride=1, padding=0, groups: int = 1, a_offset: int = 
     w_idx = np.ascontiguousarray(_to_index(w, w_offset, lut.shape[1]).reshape(groups, og, k).transpose(0, 2, 1))
     narrow = _expandable(lut, og, kernel)
     if narrow is not None:
-        out[:] = expanded.expanded_conv(np.ascontiguousarray(x_idx), w_idx, narrow, kh, kw, sh, sw, ho, wo)
+        expanded.expanded_conv(np.ascontiguousarray(x_idx), w_idx, narrow, kh, kw, sh, sw, ho, wo, out=out)
         return out
     table = _table(lut)
     row_bytes = groups * ho * wo * k * x_idx.dtype.itemsize
