@@ -79,7 +79,12 @@ def _digest(a: np.ndarray) -> str:
                            digest_size=16).hexdigest()
 
 
-def _cached_expansion(w_idx: np.ndarray, table: np.ndarray, source: np.ndarray, width: int) -> np.ndarray:
+def _gather_source(table: np.ndarray) -> np.ndarray:
+    """The table as int32, the row source :func:`_expand` gathers from (only needed when expanding)."""
+    return np.ascontiguousarray(table, dtype=np.int32)
+
+
+def _cached_expansion(w_idx: np.ndarray, table: np.ndarray, width: int) -> np.ndarray:
     """The whole expanded table of one layer, from the cache or built (and kept) now."""
     key = (_digest(table), _digest(w_idx), width)
     with _CACHE_LOCK:
@@ -91,7 +96,7 @@ def _cached_expansion(w_idx: np.ndarray, table: np.ndarray, source: np.ndarray, 
         _CACHE_STATS["misses"] += 1
     n_groups, k, og = w_idx.shape
     expanded = np.zeros((n_groups, -(-og // width), k, table.shape[0], width), dtype=table.dtype)
-    _expand(w_idx, source, width, expanded)
+    _expand(w_idx, _gather_source(table), width, expanded)
     if expanded.nbytes <= CACHE_BYTES:
         with _CACHE_LOCK:
             _CACHE[key] = expanded
@@ -247,8 +252,8 @@ def expanded_conv(x_pad: np.ndarray, w_idx: np.ndarray, table: np.ndarray, kh: i
     offs = np.ascontiguousarray(np.arange(n_groups)[:, None] * cg * hp * wp + tap[None, :], dtype=np.int64)
     if out is None:
         out = np.empty((n_batch, n_groups * og, ho, wo), dtype=np.int64)
-    source = np.ascontiguousarray(table, dtype=np.int32)
-    whole = _cached_expansion(np.ascontiguousarray(w_idx), table, source, width) if k <= chunk else None
+    whole = _cached_expansion(np.ascontiguousarray(w_idx), table, width) if k <= chunk else None
+    source = None if whole is not None else _gather_source(table)
     images = max(1, RESULT_BUDGET_BYTES // max(1, n_groups * ho * wo * n_blocks * width * 8))
     for b0 in range(0, n_batch, images):
         b1 = min(n_batch, b0 + images)

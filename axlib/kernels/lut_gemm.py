@@ -201,8 +201,10 @@ def lut_gemm(a, w, lut, a_offset: int = 0, w_offset: int = 0, kernel: str = "aut
     w_idx = _to_index(w, w_offset, lut.shape[1])
     narrow = _expandable(lut, w.shape[1], kernel)
     if narrow is not None:  # a GEMM is a 1x1 convolution of M positions
-        m, k = a_idx.shape
-        return expanded.expanded_conv(a_idx.reshape(m, k, 1, 1), w_idx[None], narrow, 1, 1, 1, 1, 1, 1)[:, :, 0, 0]
+        (m, k), n = a_idx.shape, w_idx.shape[1]
+        expanded.expanded_conv(a_idx.reshape(m, k, 1, 1), w_idx[None], narrow, 1, 1, 1, 1, 1, 1,
+                               out=out[0].reshape(m, n, 1, 1))
+        return out[0]
     _gemm(a_idx[None], w_idx[None], _table(lut), out)
     return out[0]
 
