@@ -1,5 +1,5 @@
 # axrepro: one-command reproduction and tests. Every target creates or reuses .venv by itself.
-#   make reproduce            recompute every raw run (PROFILE=default) and build the book
+#   make reproduce            recompute every raw run (PROFILE=default), build the book, store its pages (data/pages)
 #   make test                 lint + unit tests + smoke-run every notebook + build the book
 #   make book                 build the book from stored raw runs (computes only what is missing)
 #   make notebook NB=moons2016/fig02 P="bits=[4,6,8]"   re-execute one notebook with overrides
@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 
 reproduce: $(STAMP)
 	AXLIB_FORCE=1 AXLIB_RETRAIN=1 $(PY) -m axlib.repro book --profile $(PROFILE) --all
+	@if [ "$(PROFILE)" = default ]; then $(PY) -m axlib.repro store-pages; fi
 	@echo "book: _build/html/index.html"
 
 book: $(STAMP)

@@ -49,9 +49,21 @@ class Claim:
     paper: str       # the paper's value / wording, with its location
     passed: bool
     kind: str = "paper"  # one of KINDS
+    paper_value: float | None = None  # the paper's one number for this claim, when it states one
+    value: float | None = None        # ours, of the same quantity in the same unit
 
     def __post_init__(self):
         check_kind(self.kind)
+        for name in ("paper_value", "value"):
+            v = getattr(self, name)
+            if v is not None:
+                try:
+                    v = float(v)
+                except (TypeError, ValueError):
+                    raise ParameterError(f"claim {self.claim_id}: {name} must be a number or None, not {v!r}") from None
+                object.__setattr__(self, name, v)
+        if (self.paper_value is None) != (self.value is None):
+            raise ParameterError(f"claim {self.claim_id}: give both paper_value and value, or neither")
 
     @property
     def verdict(self) -> str:
@@ -68,8 +80,13 @@ class Claims:
         self.explained: dict[str, str] = {}  # claim id -> the page's reason for its FAIL
 
     def check(self, claim_id: str, statement: str, measured: str, criterion: str, passed: bool,
-              paper: str = "", kind: str = "paper") -> Claim:
-        claim = Claim(self.notebook, claim_id, statement, measured, criterion, paper, bool(passed), check_kind(kind))
+              paper: str = "", kind: str = "paper", paper_value: float | None = None,
+              value: float | None = None) -> Claim:
+        """Record one check. ``paper_value``/``value``: when the paper states one number for the claim and we
+        measured the same quantity in the same unit, both numbers (they feed the paper-vs-ours figure of the
+        landing page; the verdict still comes from ``passed``)."""
+        claim = Claim(self.notebook, claim_id, statement, measured, criterion, paper, bool(passed), check_kind(kind),
+                      paper_value, value)
         self.items = [c for c in self.items if c.claim_id != claim_id] + [claim]
         self._write()
         return claim
@@ -137,7 +154,7 @@ def collect(build_root: Path | None = None) -> pd.DataFrame:
             row["explained"] = bool(c.get("explained", False))
             rows.append(row)
     cols = ["work", "notebook", "claim_id", "kind", "statement", "paper", "measured", "criterion", "verdict", "explained",
-            "run_key"]
+            "run_key", "paper_value", "value"]
     return pd.DataFrame(rows, columns=cols)
 
 

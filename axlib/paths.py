@@ -70,6 +70,12 @@ def integrity_dir() -> Path:
     return cache_root() / "cache" / "verified"
 
 
+def pages_root() -> Path:
+    """Committed executed notebooks of the default profile (``<paper>/<file>.ipynb`` + ``.claims.json``): the
+    book is rendered from them when they match the notebook source, its parameters and its stored run."""
+    return _env_path("AXLIB_PAGES", PROJECT_ROOT / "data" / "pages")
+
+
 def build_root() -> Path:
     """Executed notebooks, claim records, the staged book source and ``html/``."""
     return _env_path("AXLIB_BUILD", PROJECT_ROOT / "_build")

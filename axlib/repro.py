@@ -231,9 +231,85 @@ def executed_metadata(path: Path) -> dict | None:
         return None
 
 
+#: Code whose change alters how an executed page looks, though neither its source nor its run changed.
+RENDER_FILES = ("axlib/plotting.py", "axlib/display.py")
+
+
+def render_sha256() -> str:
+    h = hashlib.sha256()
+    for rel in RENDER_FILES:
+        h.update((paths.PROJECT_ROOT / rel).read_bytes())
+    return h.hexdigest()
+
+
+def run_meta_sha256(nb: Notebook, params: dict) -> str | None:
+    """Digest of the ``meta.json`` of the stored run these parameters select (None when there is none)."""
+    run = runs.load(nb.id, {k: v for k, v in params.items() if k != "profile"}, params["profile"])
+    return _sha256(run.path / "meta.json") if run else None
+
+
 def is_current(nb: Notebook, params: dict, build: Path) -> bool:
     meta = executed_metadata(nb.executed(build))
     return bool(meta) and meta.get("params") == params and meta.get("source_sha256") == _sha256(nb.source)
+
+
+def stored_page(nb: Notebook) -> Path:
+    """Where the committed executed notebook of ``nb`` (default profile) lives."""
+    return paths.pages_root() / nb.rel.relative_to("notebooks").with_suffix(".ipynb")
+
+
+def stored_page_problem(nb: Notebook, params: dict) -> str | None:
+    """Why the stored page of ``nb`` cannot stand for an execution with ``params`` (None: it can).
+
+    It must exist with its claims, and match the notebook source, the parameters, the stored run (digest of
+    its meta.json) and the rendering code (:data:`RENDER_FILES`).
+    """
+    page = stored_page(nb)
+    meta = executed_metadata(page)
+    if meta is None or not page.with_suffix(".claims.json").exists():
+        return "no stored page"
+    checks = {"parameters": (meta.get("params"), params), "source": (meta.get("source_sha256"), _sha256(nb.source)),
+              "rendering code": (meta.get("render_sha256"), render_sha256()),
+              "raw run": (meta.get("run_meta_sha256"), run_meta_sha256(nb, params))}
+    changed = [name for name, (have, want) in checks.items() if have != want or want is None]
+    return f"stored page differs in: {', '.join(changed)}" if changed else None
+
+
+def use_stored_page(nb: Notebook, build: Path) -> None:
+    """Copy the stored page of ``nb`` and its claims into ``build`` (as if it had been executed there)."""
+    page = stored_page(nb)
+    out = nb.executed(build)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(page, out)
+    claims_out = build / "claims" / f"{nb.id}.json"
+    claims_out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(page.with_suffix(".claims.json"), claims_out)
+
+
+def cmd_store_pages(args) -> int:
+    """Store the build's executed default-profile pages under data/pages (to commit), with their claims."""
+    build = paths.build_root()
+    stored, problems = 0, []
+    for nb in discover():
+        params = effective_params(nb, "default")
+        claims_json = build / "claims" / f"{nb.id}.json"
+        if not is_current(nb, params, build) or not claims_json.exists():
+            problems.append(f"{nb.id}: not executed with the default parameters in {build}")
+            continue
+        meta = executed_metadata(nb.executed(build))
+        if meta.get("render_sha256") != render_sha256() or meta.get("run_meta_sha256") != run_meta_sha256(nb, params):
+            problems.append(f"{nb.id}: executed with other rendering code or on another run: re-execute it")
+            continue
+        dst = stored_page(nb)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(nb.executed(build), dst)
+        shutil.copy2(claims_json, dst.with_suffix(".claims.json"))
+        stored += 1
+    print(f"stored {stored} pages under {paths.pages_root()}")
+    if problems:
+        print("not stored:\n  " + "\n  ".join(problems), file=sys.stderr)
+        return 1
+    return 0
 
 
 @contextlib.contextmanager
@@ -266,7 +342,11 @@ def execute(nb: Notebook, params: dict, build: Path, log=print) -> Path:
     src_ipynb = build / "sources" / out.relative_to(build / "executed")
     src_ipynb.parent.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(read_notebook(nb), src_ipynb)
+    source_node = read_notebook(nb)
+    style = nbformat.v4.new_code_cell("from axlib.display import book_display\nbook_display()",
+                                      metadata={"tags": ["remove-cell", "axrepro-display"]})
+    source_node.cells.insert(0, style)  # the book's table formats (axlib.display), hidden on the page
+    nbformat.write(source_node, src_ipynb)
     tmp_out = out.with_name(f".{out.stem}.{os.getpid()}-{time.monotonic_ns()}.running.ipynb")  # per process
     env_before = os.environ.get("AXLIB_BUILD")
     os.environ["AXLIB_BUILD"] = str(build)  # the kernel records its claims under this build
@@ -304,6 +384,7 @@ def execute(nb: Notebook, params: dict, build: Path, log=print) -> Path:
             tags.append("remove-cell")
     node.metadata["axrepro"] = {
         "id": nb.id, "profile": params["profile"], "params": params, "source_sha256": _sha256(nb.source),
+        "render_sha256": render_sha256(), "run_meta_sha256": run_meta_sha256(nb, params),
         "duration_s": round(duration, 1), "executed_utc": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     nbformat.write(node, tmp_out)
@@ -338,27 +419,51 @@ def toc_entries() -> list[str]:
 
 
 def stage_site(build: Path) -> Path:
-    """Assemble the book source: narrative pages, executed notebooks, generated pages."""
+    """Assemble the book source: narrative pages, executed notebooks (cleaned of build noise, opened with their
+    verdict line, closed with their raw-run downloads), and the generated pages (landing-page results, ledger,
+    provenance)."""
+    import nbformat
+
+    from axlib import bookpages, claims
+
     site = build / "site"
     if site.exists():
         shutil.rmtree(site)
     site.mkdir(parents=True)
     for name in BOOK_FILES:
         shutil.copy2(paths.PROJECT_ROOT / name, site / name)
-    shutil.copytree(paths.PROJECT_ROOT / "book", site / "book")
-    missing = []
-    for nb in discover():
-        executed = nb.executed(build)
-        if not executed.exists():
-            missing.append(nb.id)
-            continue
-        dst = site / nb.rel.with_suffix(".ipynb")
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(executed, dst)
+    shutil.copytree(paths.PROJECT_ROOT / "book", site / "book", ignore=shutil.ignore_patterns("_static"))
+    shutil.copytree(paths.PROJECT_ROOT / "book" / "_static", site / "_static")
+    notebooks = discover()
+    catalogue = bookpages.load_catalogue(known_notebooks={nb.id for nb in notebooks})
+    substitutions = dict(zip(catalogue["notebook"], catalogue["substitutions"], strict=True))
+    missing = [nb.id for nb in notebooks if not nb.executed(build).exists()]
     if missing:
         raise ReproError(f"notebooks not executed yet: {missing}; run `make book` or `python -m axlib.repro book`")
+    claims_df = claims.collect(build)
+    for nb in notebooks:
+        dst = site / nb.rel.with_suffix(".ipynb")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        node = nbformat.read(nb.executed(build), as_version=4)
+        meta = node.metadata.get("axrepro") or {}
+        params = meta.get("params") or {}
+        profile = meta.get("profile", "default")
+        run = runs.load(nb.id, {k: v for k, v in params.items() if k != "profile"}, profile) if params else None
+        files = bookpages.copy_run_files(run, site, dst) if run else None
+        bookpages.clean_for_display(node)
+        bookpages.insert_after_title(node, bookpages.page_summary(nb.id, claims_df, substitutions.get(nb.id)))
+        node.cells.append(nbformat.v4.new_markdown_cell(bookpages.raw_run_section(nb.id, profile, files, params)))
+        nbformat.write(node, dst)
+    sources = {nb.id: nb.rel.as_posix() for nb in notebooks}
+    cov = bookpages.coverage(catalogue, claims_df, executed=set(sources))
+    n_numeric = bookpages.claims_figure(claims_df, site / "book" / "_generated" / "claims-vs-paper.svg")
+    intro = (site / "book" / "intro.md").read_text()
+    figure = "_generated/claims-vs-paper.svg" if n_numeric else None
+    (site / "book" / "intro.md").write_text(intro.rstrip() + "\n\n" + bookpages.landing_section(
+        cov, claims_df, sources, figure, n_numeric))
+    assets = bookpages.itables_assets(site)
     (site / "book" / "provenance.md").write_text(provenance_page(build))
-    (site / "book" / "claims.md").write_text(ledger_page(build))
+    (site / "book" / "claims.md").write_text(ledger_page(build, assets))
     return site
 
 
@@ -424,8 +529,8 @@ def provenance_page(build: Path) -> str:
     return "\n".join(lines)
 
 
-def ledger_page(build: Path) -> str:
-    from axlib import claims
+def ledger_page(build: Path, assets: tuple[str, str] | None = None) -> str:
+    from axlib import bookpages, claims
 
     df = claims.collect(build)
     lines = ["# Claims ledger", "",
@@ -459,6 +564,16 @@ def ledger_page(build: Path) -> str:
     def esc(s):
         return str(s).replace("|", "\\|").replace("\n", " ")
 
+    if assets is not None:
+        n_pass = int((df["verdict"] == "PASS").sum())
+        lines += [f"## Every check ({n_pass} PASS, {len(df) - n_pass} FAIL)", "",
+                  "Sort by any column; filter with the search box or with the list under the *work*, *kind* and "
+                  "*verdict* headers (the table works offline; without JavaScript it shows in full).", ""]
+        table = pd_ledger_table(df)
+        lines += ["```{raw} html", bookpages.interactive_table(table, assets, "../", "claims-ledger",
+                                                              ["work", "kind", "verdict"]), "```", ""]
+        return "\n".join(lines)
+
     for kind in claims.KINDS:
         part = df[df["kind"] == kind]
         if part.empty:
@@ -478,6 +593,13 @@ def ledger_page(build: Path) -> str:
                          f"{esc(c.measured)} | {esc(c.criterion)} | {mark} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def pd_ledger_table(df):
+    """The ledger's rows for the interactive table: one per check, readable column names."""
+    out = df[["work", "notebook", "claim_id", "kind", "statement", "paper", "measured", "criterion", "verdict"]].copy()
+    out["verdict"] = out["verdict"].map({"PASS": "✓ PASS", "FAIL": "✗ FAIL"})
+    return out.rename(columns={"claim_id": "id", "statement": "claim", "paper": "paper says", "measured": "ours"})
 
 
 # --------------------------------------------------------------------------- CLI
@@ -502,11 +624,53 @@ def cmd_run(args) -> int:
     return 0
 
 
+def book_jobs() -> int:
+    """How many notebooks the book build executes at once (``AXLIB_BOOK_JOBS``, default: the CPU count, at
+    most 4). Re-executing a page on its stored run is mostly kernel start-up and imports, which run on one core
+    each, so two at a time on 2 cores nearly halve the time."""
+    raw = os.environ.get("AXLIB_BOOK_JOBS", "")
+    if raw.strip():
+        try:
+            jobs = int(raw)
+        except ValueError:
+            raise ParameterError(f"AXLIB_BOOK_JOBS={raw!r} is not an integer; give the number of notebooks "
+                                 "to execute at once (1 or more)") from None
+        if jobs < 1:
+            raise ParameterError(f"AXLIB_BOOK_JOBS={raw!r}: at least 1")
+        return jobs
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def _execute_by_id(nb_id: str, params: dict, build: str) -> str:
+    return str(execute(find(nb_id), params, Path(build)))
+
+
 def _execute_missing(build: Path, profile: str, stale: bool, force: bool = False) -> None:
+    todo = []
     for nb in discover():
         params = effective_params(nb, profile)
         if force or not nb.executed(build).exists() or (stale and not is_current(nb, params, build)):
+            if not force and not runs.force_recompute() and stored_page_problem(nb, params) is None:
+                use_stored_page(nb, build)  # the committed executed page of exactly this run
+                continue
+            todo.append((nb, params))
+    jobs = min(book_jobs(), len(todo))
+    if runs.force_recompute() or jobs <= 1:  # recomputing raw runs: one notebook at a time (each uses every core)
+        for nb, params in todo:
             execute(nb, params, build)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_execute_by_id, nb.id, params, str(build)) for nb, params in todo]
+        try:
+            for f in futures:
+                f.result()
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
 
 
 def cmd_book(args) -> int:
@@ -665,6 +829,8 @@ def main(argv: list[str] | None = None) -> int:
     p = subparser("ship-weights", "copy the zoo weights behind the committed default runs into data/zoo/ "
                                   "(checks each against the digest its runs recorded)")
     p.set_defaults(func=cmd_ship_weights)
+    p = subparser("store-pages", "store the build's executed default pages (and claims) under data/pages/ to commit")
+    p.set_defaults(func=cmd_store_pages)
     p = subparser("list", "list notebooks and their parameters")
     p.set_defaults(func=cmd_list)
     args = ap.parse_args(argv)

@@ -262,12 +262,12 @@ def cached_or_compute(notebook: str, params: Mapping, profile: str, seed: int,
     """Load the run for these parameters, or compute and store it (always when ``AXLIB_FORCE``)."""
     run = None if force_recompute() else load(notebook, params, profile)
     if run is not None:
-        print(f"[runs] cache hit: {notebook}/{run.path.name}")
+        print(f"[runs] cache hit: {notebook}/{run.path.name}", file=sys.stderr)
         return run
     with create(notebook, params, profile, seed) as writer:
         compute(writer)
     run = load(notebook, params, profile)
-    print(f"[runs] computed and saved: {notebook}/{run.path.name}")
+    print(f"[runs] computed and saved: {notebook}/{run.path.name}", file=sys.stderr)
     return run
 
 

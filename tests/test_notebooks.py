@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -119,9 +120,15 @@ def test_bad_parameter_fails_fast_and_leaves_no_run(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("*.csv"))
 
 
-def test_book_builds_with_warnings_as_errors(smoke_build):
-    index = repro.build_book(smoke_build / "_build")
-    html = index.parent
+@pytest.fixture(scope="module")
+def smoke_book(smoke_build):
+    """The book built (warnings as errors) from the smoke runs; its html folder."""
+    return repro.build_book(smoke_build / "_build").parent
+
+
+def test_book_builds_with_warnings_as_errors(smoke_build, smoke_book):
+    html = smoke_book
+    index = html / "index.html"
     assert index.exists()
     page = (html / "notebooks" / "moons2016" / "fig02-relative-accuracy.html").read_text()
     assert "<img" in page and "injected-parameters" not in page
@@ -152,3 +159,39 @@ def test_default_profile_runs_are_committed(monkeypatch):
         run = runs.load(nb.id, params, "default")
         for name in run.tables:
             assert len(pd.read_csv(run.path / f"{name}.csv")) > 0
+
+
+def test_pages_carry_no_build_noise_and_offer_their_raw_runs(smoke_build, smoke_book):
+    """No absolute path of this machine, cache log or progress bar on any page; every notebook page opens with
+    its verdict line and links its stored tables and meta.json for download."""
+    roots = {str(paths.PROJECT_ROOT), str(smoke_build), "/tmp/"}
+    for page in smoke_book.rglob("*.html"):
+        text = page.read_text()
+        for noise in [*roots, "[runs]", "cache hit", "it/s]", "Warning:", ">nan<", ">NaN<"]:
+            assert noise not in text, f"{page.relative_to(smoke_book)} shows {noise!r}"
+    for nb in NOTEBOOKS:
+        text = (smoke_book / nb.rel.with_suffix(".html")).read_text()
+        assert "Verdict:" in text and "Raw runs of this page" in text, nb.id
+        assert "meta.json" in text and "_downloads/" in text, nb.id
+
+
+def test_book_in_a_real_browser(smoke_build, smoke_book, tmp_path):
+    """Every page in headless Chromium at 1400 and 400 px: no console error or failed request, every image
+    loads, nothing wider than the viewport at 1400 px outside a scroll container; the coverage matrix lists
+    every catalogued figure; the ledger's filter keeps exactly the FAILs. Screenshots go to <build>/screenshots."""
+    from axlib import bookcheck, bookpages, claims
+
+    if not Path(bookcheck.CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{bookcheck.CHROMIUM} is missing; .ci/run installs Debian's chromium")
+        pytest.skip(f"no {bookcheck.CHROMIUM} (apt install chromium)")
+    report = bookcheck.check_book(smoke_book, smoke_book.parent / "screenshots")
+    assert not report.problems, "\n".join(report.problems[:30])
+    catalogue = bookpages.load_catalogue()
+    assert report.coverage_items == list(catalogue["item"])
+    df = claims.collect(smoke_build / "_build")
+    before, after, not_fail = report.ledger_rows
+    assert before == len(df) and after == int((df["verdict"] == "FAIL").sum()) and not_fail == 0
+    shots = {p.name for p in report.screenshots.glob("*.png")}
+    assert {"book__intro@1400.png", "book__intro@400.png", "book__claims@400.png"} <= shots
+    assert len(shots) == 2 * len(report.pages)
