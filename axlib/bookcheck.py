@@ -2,9 +2,10 @@
 
 Serves ``<html>`` on 127.0.0.1 and opens every page at 1400 px and at 400 px with Debian's Chromium
 (``/usr/bin/chromium``, driven by Playwright; no browser download). Per page it records console errors,
-uncaught exceptions, failed requests, images that did not load, and elements that stick out of the viewport
-without being inside a scroll container (at every width). On the landing page it reads the coverage matrix; on the ledger it
-types a filter and counts the rows left. Screenshots of every page at both widths go to ``<out>``.
+uncaught exceptions, failed requests, images that did not load, SVG figures shown below their native size
+at 1400 px (their fonts would read smaller than set), and elements that stick out of the viewport without
+being inside a scroll container (at every width). On the landing page it reads the coverage matrix; on the
+ledger it types a filter and counts the rows left. Screenshots of every page at both widths go to ``<out>``.
 
 Usage: ``python -m axlib.bookcheck _build/html [--out _build/screenshots]`` (exit 1 on any problem).
 """
@@ -48,6 +49,10 @@ _OVERFLOW_JS = """(vw) => {
   return out;
 }"""
 _BROKEN_IMAGES_JS = "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+#: JavaScript: SVG figures drawn smaller than their native size (their fonts would read smaller than set).
+_SHRUNK_FIGURES_JS = """() => [...document.querySelectorAll('article img')]
+  .filter(i => i.src.endsWith('.svg') && i.naturalWidth > 0 && i.getBoundingClientRect().width < i.naturalWidth - 1)
+  .map(i => `${i.src.split('/').pop()} ${Math.round(i.getBoundingClientRect().width)} of ${i.naturalWidth} px`)"""
 
 
 @dataclass
@@ -126,6 +131,9 @@ def check_book(html: Path, out: Path, widths=WIDTHS, chromium: str = CHROMIUM) -
                         page.wait_for_selector("#claims-ledger table.dataTable", timeout=15000)
                     report.problems += [f"{width}px {e}" for e in events]
                     report.problems += [f"{width}px image did not load: {src}" for src in page.evaluate(_BROKEN_IMAGES_JS)]
+                    if width == widths[0]:
+                        report.problems += [f"{width}px figure shown below its native size: {f}"
+                                            for f in page.evaluate(_SHRUNK_FIGURES_JS)]
                     wide = page.evaluate(_OVERFLOW_JS, width)
                     report.problems += [f"{width}px wider than the viewport: {w}" for w in wide[:5]]
                     if rel == "book/intro.html" and width == widths[0]:

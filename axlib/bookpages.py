@@ -175,7 +175,7 @@ def claims_figure(claims_df: pd.DataFrame, out: Path) -> int:
     df = numeric_claims(claims_df)
     if df.empty:
         return 0
-    fig, ax = plotting.subplots(figsize=(6.6, 4.6))
+    fig, ax = plotting.subplots(figsize=(plotting.COLUMN_WIDTH_IN, 4.6))
     positive = bool((df["paper_value"] > 0).all() and (df["value"] > 0).all())
     lo = float(min(df["paper_value"].min(), df["value"].min()))
     hi = float(max(df["paper_value"].max(), df["value"].max()))

@@ -18,12 +18,13 @@ import numpy as np
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 PAPER_STYLE = {"marker": "D", "markersize": 8, "markerfacecolor": "none", "markeredgewidth": 1.6,
                "linestyle": "none", "color": "black"}
-#: Width of every figure in inches: the book theme's text column is about 700 CSS px at 1400 px (96 px/in).
-COLUMN_WIDTH_IN = 6.6
+#: Width of every figure in inches: 576 CSS px (96 px/in), inside the theme's text column (about 785 px at a
+#: 1400 px window), so a desktop shows the SVG at native size; on a 400 px phone it shrinks to about 0.64.
+COLUMN_WIDTH_IN = 6.0
 #: Height of one panel in inches (the caller's height per row, clamped to this range).
 PANEL_HEIGHT_IN = (2.4, 3.8)
-#: Font size in points at native size (the SVG is drawn 1:1 in the column on a desktop).
-FONT_PT = 10.5
+#: Font size in points at native size (the SVG is drawn 1:1 in the column on a desktop; about 7 pt on a phone).
+FONT_PT = 11.5
 
 
 def use_style() -> None:

@@ -284,5 +284,5 @@ def plot_curves(curve: pd.DataFrame, n_eval: int):
     for ax in axes:
         ax.set_xlabel("epoch")
     axes[0].set_ylabel("top-1 error (%)")
-    fig.legend(loc="outside lower center", ncol=3, frameon=False)
+    fig.legend(loc="outside lower center", ncol=1, frameon=False)
     return fig
