@@ -1,7 +1,7 @@
 # axrepro: one-command reproduction and tests. Every target creates or reuses .venv by itself.
 #   make reproduce            recompute every raw run (PROFILE=default), build the book, store its pages (data/pages)
 #   make test                 lint + unit tests + smoke-run every notebook + build the book
-#   make book                 build the book from stored raw runs (computes only what is missing)
+#   make book                 build the book from the stored runs and pages (executes only pages that changed)
 #   make notebook NB=moons2016/fig02 P="bits=[4,6,8]"   re-execute one notebook with overrides
 #   make clean                remove build output and caches (not the committed raw runs)
 # Knobs: PROFILE=smoke|default|paper, AXLIB_DATA=<datasets/weights>, DEVICE=cpu|cuda|auto.
