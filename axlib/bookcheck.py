@@ -107,7 +107,8 @@ def check_book(html: Path, out: Path, widths=WIDTHS, chromium: str = CHROMIUM) -
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    reports, coverage_items, ledger_rows = [], [], None
+    reports = {rel: PageReport(rel) for rel in pages_of(html)}
+    coverage_items, ledger_rows = [], None
     with serve(html) as base, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -120,10 +121,7 @@ def check_book(html: Path, out: Path, widths=WIDTHS, chromium: str = CHROMIUM) -
                 page.on("pageerror", lambda e, ev=events: ev.append(f"uncaught: {e}"))
                 page.on("requestfailed", lambda r, ev=events: ev.append(f"request failed: {r.url}"))
                 page.on("response", lambda r, ev=events: ev.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-                for rel in pages_of(html):
-                    report = next((r for r in reports if r.path == rel), None) or PageReport(rel)
-                    if report not in reports:
-                        reports.append(report)
+                for rel, report in reports.items():
                     events.clear()
                     page.goto(base + rel, wait_until="load")
                     page.evaluate("document.fonts.ready")
@@ -146,7 +144,7 @@ def check_book(html: Path, out: Path, widths=WIDTHS, chromium: str = CHROMIUM) -
                 context.close()
         finally:
             browser.close()
-    return BookReport(reports, coverage_items, ledger_rows, out)
+    return BookReport(list(reports.values()), coverage_items, ledger_rows, out)
 
 
 def _filter_ledger(page) -> tuple[int, int, int]:

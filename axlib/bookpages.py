@@ -70,10 +70,10 @@ def load_catalogue(path: Path = CATALOGUE, known_notebooks: set[str] | None = No
                                        "status_override", "reason"])
 
 
-def claim_counts(claims_df: pd.DataFrame, notebook: str) -> dict[str, int]:
-    """PASS/FAIL counts of one notebook: keys ``paper_pass, paper_fail, sanity_pass, ...``."""
+def claim_counts(claims_df: pd.DataFrame, notebook: str | None) -> dict[str, int]:
+    """PASS/FAIL counts of one notebook (all zero for None): keys ``paper_pass, paper_fail, sanity_pass, ...``."""
     out = {f"{k}_{v}": 0 for k in ("paper", "sanity", "target") for v in ("pass", "fail")}
-    if claims_df.empty:
+    if claims_df.empty or notebook is None:
         return out
     part = claims_df[claims_df["notebook"] == notebook]
     for (kind, verdict), n in part.groupby(["kind", "verdict"]).size().items():
@@ -89,7 +89,7 @@ def coverage(catalogue: pd.DataFrame, claims_df: pd.DataFrame, executed: set[str
     """
     rows = []
     for r in catalogue.itertuples():
-        counts = claim_counts(claims_df, r.notebook) if r.notebook else claim_counts(pd.DataFrame(), "")
+        counts = claim_counts(claims_df, r.notebook)
         n_paper = counts["paper_pass"] + counts["paper_fail"]
         if r.status_override == "needs data":
             status, reason = "needs data", r.reason

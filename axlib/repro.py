@@ -242,9 +242,16 @@ def render_sha256() -> str:
     return h.hexdigest()
 
 
+def stored_run(nb: Notebook, params: dict, profile: str | None = None):
+    """The stored run that effective ``params`` (which include ``profile``) select, or None."""
+    if not params:
+        return None
+    return runs.load(nb.id, {k: v for k, v in params.items() if k != "profile"}, profile or params["profile"])
+
+
 def run_meta_sha256(nb: Notebook, params: dict) -> str | None:
     """Digest of the ``meta.json`` of the stored run these parameters select (None when there is none)."""
-    run = runs.load(nb.id, {k: v for k, v in params.items() if k != "profile"}, params["profile"])
+    run = stored_run(nb, params)
     return _sha256(run.path / "meta.json") if run else None
 
 
@@ -258,21 +265,24 @@ def stored_page(nb: Notebook) -> Path:
     return paths.pages_root() / nb.rel.relative_to("notebooks").with_suffix(".ipynb")
 
 
-def stored_page_problem(nb: Notebook, params: dict) -> str | None:
-    """Why the stored page of ``nb`` cannot stand for an execution with ``params`` (None: it can).
-
-    It must exist with its claims, and match the notebook source, the parameters, the stored run (digest of
-    its meta.json) and the rendering code (:data:`RENDER_FILES`).
-    """
-    page = stored_page(nb)
+def page_problem(page: Path, claims_json: Path, nb: Notebook, params: dict) -> str | None:
+    """Why the executed notebook ``page`` (with its claims at ``claims_json``) cannot stand for an execution of
+    ``nb`` with ``params`` now (None: it can). It must exist with its claims and match the notebook source, the
+    parameters, the stored run (digest of its meta.json) and the rendering code (:data:`RENDER_FILES`)."""
     meta = executed_metadata(page)
-    if meta is None or not page.with_suffix(".claims.json").exists():
-        return "no stored page"
+    if meta is None or not claims_json.exists():
+        return "not executed (or its claims are missing)"
     checks = {"parameters": (meta.get("params"), params), "source": (meta.get("source_sha256"), _sha256(nb.source)),
               "rendering code": (meta.get("render_sha256"), render_sha256()),
               "raw run": (meta.get("run_meta_sha256"), run_meta_sha256(nb, params))}
     changed = [name for name, (have, want) in checks.items() if have != want or want is None]
-    return f"stored page differs in: {', '.join(changed)}" if changed else None
+    return f"differs in: {', '.join(changed)}" if changed else None
+
+
+def stored_page_problem(nb: Notebook, params: dict) -> str | None:
+    """Why the stored page of ``nb`` cannot stand for an execution with ``params`` (None: it can)."""
+    page = stored_page(nb)
+    return page_problem(page, page.with_suffix(".claims.json"), nb, params)
 
 
 def use_stored_page(nb: Notebook, build: Path) -> None:
@@ -293,12 +303,9 @@ def cmd_store_pages(args) -> int:
     for nb in discover():
         params = effective_params(nb, "default")
         claims_json = build / "claims" / f"{nb.id}.json"
-        if not is_current(nb, params, build) or not claims_json.exists():
-            problems.append(f"{nb.id}: not executed with the default parameters in {build}")
-            continue
-        meta = executed_metadata(nb.executed(build))
-        if meta.get("render_sha256") != render_sha256() or meta.get("run_meta_sha256") != run_meta_sha256(nb, params):
-            problems.append(f"{nb.id}: executed with other rendering code or on another run: re-execute it")
+        problem = page_problem(nb.executed(build), claims_json, nb, params)
+        if problem:
+            problems.append(f"{nb.id} in {build}: {problem} (re-execute it with the default parameters)")
             continue
         dst = stored_page(nb)
         dst.parent.mkdir(parents=True, exist_ok=True)
@@ -448,7 +455,7 @@ def stage_site(build: Path) -> Path:
         meta = node.metadata.get("axrepro") or {}
         params = meta.get("params") or {}
         profile = meta.get("profile", "default")
-        run = runs.load(nb.id, {k: v for k, v in params.items() if k != "profile"}, profile) if params else None
+        run = stored_run(nb, params, profile)
         files = bookpages.copy_run_files(run, site, dst) if run else None
         bookpages.clean_for_display(node)
         bookpages.insert_after_title(node, bookpages.page_summary(nb.id, claims_df, substitutions.get(nb.id)))
@@ -499,8 +506,7 @@ def provenance_page(build: Path) -> str:
     for nb in discover():
         meta = executed_metadata(nb.executed(build)) or {}
         params = meta.get("params") or {}
-        run = runs.load(nb.id, {k: v for k, v in params.items() if k != "profile"}, meta.get("profile", "default")) \
-            if params else None
+        run = stored_run(nb, params, meta.get("profile", "default"))
         run_meta = run.meta if run else {}
         versions = run_meta.get("versions", versions)
         commit = (run_meta.get("git") or {}).get("commit", "")[:10]
