@@ -126,6 +126,14 @@ def _anchor_below_labels(ax, leg) -> None:
         return original_tight(renderer)
 
     leg.get_window_extent = get_window_extent
+    original_tightbbox = leg.get_tightbbox
+
+    def get_tightbbox(renderer=None):  # what constrained layout measures: place first, so the room is right
+        if renderer is not None:
+            place(renderer)
+        return original_tightbbox(renderer)
+
+    leg.get_tightbbox = get_tightbbox
 
 
 def _share(value):
@@ -191,7 +199,7 @@ def _visible_texts(fig, renderer) -> list[tuple[str, str, object, object]]:
         for t in (ax.title, getattr(ax, "_left_title", None), getattr(ax, "_right_title", None)):
             add(f"{where} title", f"{where} title", t)
         for axis, letter in ((ax.xaxis, "x"), (ax.yaxis, "y")):
-            if not axis.get_visible():  # e.g. the shared x axis of a twinx panel
+            if not (ax.axison and axis.get_visible()):  # ax.axis("off"); the shared x axis of a twinx panel
                 continue
             add(f"{where} {letter} label", f"{where} {letter} label", axis.label)
             add(f"{where} {letter} offset", f"{where} {letter} tick labels", axis.offsetText)

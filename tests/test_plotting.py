@@ -106,3 +106,14 @@ def test_a_frame_is_shown_with_readable_headers_and_its_row_labels_kept():
     out = readable_frame(df)
     assert list(out.columns) == ["energy (nJ)"] and out.index.name == "model (MB)"
     assert list(out.index) == ["vggf_cifar", "lenet_tinydnn"] and list(df.columns) == ["energy_nJ"]
+
+
+def test_a_legend_below_an_upper_panel_leaves_room_for_the_next_panel():
+    fig, axes = plotting.subplots(2, 1)
+    for ax in axes:
+        ax.plot(X, X, label="a series with a long enough name")
+        ax.plot(X, 1 - X, label="another series")
+        ax.set_xlabel("x (units)")
+        ax.set_title("a title")
+        plotting.legend_below(ax)
+    assert plotting.layout_problems(fig) == []

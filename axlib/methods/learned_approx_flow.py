@@ -335,6 +335,7 @@ def bfloat_dram_energy(layers: pd.DataFrame, boundaries: dict, gamma: float = 2.
 def plot_layers(ax_ber, ax_bits, layers: pd.DataFrame, title: str, bits_label: str = "fractional bits") -> None:
     """Figs. 4.5-4.7 layout: BER per layer (%, log scale) and snapped bits per layer, weights vs feature maps."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     from axlib import plotting
 
@@ -342,7 +343,10 @@ def plot_layers(ax_ber, ax_bits, layers: pd.DataFrame, title: str, bits_label: s
     if ax_ber is not None:
         for col, label, marker in (("p_w", "weights", "o"), ("p_f", "feature maps", "s")):
             v = 100 * layers[col].to_numpy()
-            ax_ber.semilogy(i[v > 0], v[v > 0], marker=marker, linestyle="-", markersize=4, label=label)
+            # zero BERs cannot be drawn on the log scale: a series with none left gets no legend entry
+            ax_ber.semilogy(i[v > 0], v[v > 0], marker=marker, linestyle="-", markersize=4,
+                            label=label if (v > 0).any() else f"_{label}")
+        ax_ber.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
         ax_ber.set_xlabel("conv layer")
         ax_ber.set_ylabel("learned BER (%)")
         ax_ber.set_title(f"{title}: bit error rate")
