@@ -29,6 +29,9 @@ FONT_PT = 12.0
 #: Smallest text in a figure at native size (tick labels, legends, annotations): 9 pt as rendered on a 400 px
 #: phone, where figures are shown at 9 / 11 = 0.82 of native size or more (checked in the browser, axlib.bookcheck).
 MIN_FONT_PT = 11.0
+#: Widest a figure may be drawn, labels included (its tight bounding box, in inches): saved with 0.1 in of padding
+#: on each side it is then at most 469 px, which a 384 px phone column shows at 9 / 11 of native size or more.
+MAX_WIDTH_IN = 384 / (9 / MIN_FONT_PT) / 96 - 0.2
 
 
 def use_style() -> None:
@@ -278,18 +281,22 @@ def _overlap_px(a, b) -> float:
 
 
 def layout_problems(fig, renderer=None) -> list[str]:
-    """What a reader of ``fig`` as drawn cannot read: each text smaller than :data:`MIN_FONT_PT`, texts that
-    overlap one another or a legend (tick labels, titles, axis labels, annotations), and legends drawn over the
-    data of their panel (see :func:`_data_points_px`; reference lines in axes coordinates do not count).
+    """What a reader of ``fig`` as drawn cannot read: a figure wider than :data:`MAX_WIDTH_IN` with its labels,
+    each text smaller than :data:`MIN_FONT_PT`, texts that overlap one another or a legend (tick labels, titles,
+    axis labels, annotations), and legends drawn over the data of their panel (see :func:`_data_points_px`;
+    reference lines in axes coordinates do not count).
 
     ``renderer``: the one that drew the figure (a draw event's); by default the figure is laid out and drawn
-    without output first. Returns one sentence
-    per problem, empty when the figure reads well.
+    without output first. Returns one sentence per problem, empty when the figure reads well.
     """
     if renderer is None:
         fig.draw_without_rendering()  # lays the figure out (constrained layout) as a save would
         renderer = fig._get_renderer()
     problems = []
+    width_in = fig.get_tightbbox(renderer).width  # in inches: what a tight save keeps, before its padding
+    if width_in > MAX_WIDTH_IN:
+        problems.append(f"figure is {width_in:.2f} in wide with its labels, over {MAX_WIDTH_IN:.2f} in: a phone shrinks "
+                        f"it below 9 pt (move what sticks out: a legend beside the axes, long labels or titles)")
     texts = _visible_texts(fig, renderer)
     small: dict[str, float] = {}
     for _, group, t, _ in texts:

@@ -117,3 +117,11 @@ def test_a_legend_below_an_upper_panel_leaves_room_for_the_next_panel():
         ax.set_title("a title")
         plotting.legend_below(ax)
     assert plotting.layout_problems(fig) == []
+
+
+def test_a_figure_made_wider_than_the_column_by_its_legend_is_found():
+    fig, ax = plotting.subplots()
+    ax.plot(X, X, label="a series whose legend is placed beside the axes")
+    ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5))
+    problems = plotting.layout_problems(fig)
+    assert any(p.startswith("figure is ") and "wide with its labels" in p for p in problems), problems
