@@ -149,3 +149,12 @@ def test_the_landing_page_figure_of_all_claims_reads_well(tmp_path):
         repro.use_stored_page(nb, tmp_path)
     fig = bookpages.claims_plot(claims.collect(tmp_path))
     assert fig is not None and plotting.layout_problems(fig) == []
+
+
+def test_a_built_page_drawn_by_other_plotting_code_is_not_current(tmp_path, monkeypatch):
+    nb = repro.find("moons2016/fig07")
+    params = repro.effective_params(nb, "default")
+    repro.use_stored_page(nb, tmp_path)
+    assert repro.is_current(nb, params, tmp_path)
+    monkeypatch.setattr(repro, "render_sha256", lambda: "0" * 64)  # axlib/plotting.py or display.py edited
+    assert not repro.is_current(nb, params, tmp_path)
