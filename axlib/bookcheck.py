@@ -2,10 +2,12 @@
 
 Serves ``<html>`` on 127.0.0.1 and opens every page at 1400 px and at 400 px with Debian's Chromium
 (``/usr/bin/chromium``, driven by Playwright; no browser download). Per page it records console errors,
-uncaught exceptions, failed requests, images that did not load, SVG figures shown below their native size
-at 1400 px (their fonts would read smaller than set), and elements that stick out of the viewport without
-being inside a scroll container (at every width). On the landing page it reads the coverage matrix; on the
-ledger it types a filter and counts the rows left. Screenshots of every page at both widths go to ``<out>``.
+uncaught exceptions, failed requests, images that did not load, SVG figures shown below their native size at
+1400 px (their fonts would read smaller than set), SVG figures shrunk so far at 400 px that their smallest
+text (``axlib.plotting.MIN_FONT_PT`` at native size, held by the layout audit) reads below 9 pt, and elements
+that stick out of the viewport without being inside a scroll container (at every width). On the landing page
+it reads the coverage matrix; on the ledger it types a filter and counts the rows left. Screenshots of every
+page at both widths go to ``<out>``.
 
 Usage: ``python -m axlib.bookcheck _build/html [--out _build/screenshots]`` (exit 1 on any problem).
 """
@@ -22,6 +24,8 @@ import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from axlib import plotting
 
 CHROMIUM = "/usr/bin/chromium"
 #: Flags for a closed network (no background connections, no first-run work); see the env notes.
@@ -50,9 +54,12 @@ _OVERFLOW_JS = """(vw) => {
 }"""
 _BROKEN_IMAGES_JS = "() => [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
 #: JavaScript: SVG figures drawn smaller than their native size (their fonts would read smaller than set).
-_SHRUNK_FIGURES_JS = """() => [...document.querySelectorAll('article img')]
-  .filter(i => i.src.endsWith('.svg') && i.naturalWidth > 0 && i.getBoundingClientRect().width < i.naturalWidth - 1)
+#: Called with the smallest allowed scale (1 - 1 px per native width at 1400 px; 9 pt / MIN_FONT_PT at 400 px).
+_SHRUNK_FIGURES_JS = """(least) => [...document.querySelectorAll('article img')]
+  .filter(i => i.src.endsWith('.svg') && i.naturalWidth > 0 && i.getBoundingClientRect().width < least * i.naturalWidth - 1)
   .map(i => `${i.src.split('/').pop()} ${Math.round(i.getBoundingClientRect().width)} of ${i.naturalWidth} px`)"""
+#: Smallest text as rendered on a phone, in points.
+PHONE_MIN_PT = 9.0
 
 
 @dataclass
@@ -131,7 +138,11 @@ def check_book(html: Path, out: Path, widths=WIDTHS, chromium: str = CHROMIUM) -
                     report.problems += [f"{width}px image did not load: {src}" for src in page.evaluate(_BROKEN_IMAGES_JS)]
                     if width == widths[0]:
                         report.problems += [f"{width}px figure shown below its native size: {f}"
-                                            for f in page.evaluate(_SHRUNK_FIGURES_JS)]
+                                            for f in page.evaluate(_SHRUNK_FIGURES_JS, 1.0)]
+                    else:
+                        least = PHONE_MIN_PT / plotting.MIN_FONT_PT
+                        report.problems += [f"{width}px figure shrunk below {least:.2f} of its native size (text under "
+                                            f"{PHONE_MIN_PT:g} pt): {f}" for f in page.evaluate(_SHRUNK_FIGURES_JS, least)]
                     wide = page.evaluate(_OVERFLOW_JS, width)
                     report.problems += [f"{width}px wider than the viewport: {w}" for w in wide[:5]]
                     if rel == "book/intro.html" and width == widths[0]:

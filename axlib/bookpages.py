@@ -165,16 +165,16 @@ def numeric_claims(claims_df: pd.DataFrame) -> pd.DataFrame:
     return part.astype({"paper_value": float, "value": float})
 
 
-def claims_figure(claims_df: pd.DataFrame, out: Path) -> int:
-    """Scatter of paper value vs. ours for :func:`numeric_claims`, saved as SVG to ``out``; returns the count.
+def claims_plot(claims_df: pd.DataFrame):
+    """The figure of :func:`claims_figure` (paper value vs. ours per numeric claim), or None when there is none.
 
-    Log-log axes when every value is positive, linear otherwise.
+    Log-log axes when every value is positive, linear otherwise; the legend sits below the axes (never on data).
     """
     from axlib import plotting
 
     df = numeric_claims(claims_df)
     if df.empty:
-        return 0
+        return None
     fig, ax = plotting.subplots(figsize=(plotting.COLUMN_WIDTH_IN, 4.6))
     positive = bool((df["paper_value"] > 0).all() and (df["value"] > 0).all())
     lo = float(min(df["paper_value"].min(), df["value"].min()))
@@ -196,11 +196,21 @@ def claims_figure(claims_df: pd.DataFrame, out: Path) -> int:
     ax.set_ylim(lims)
     ax.set_xlabel("paper's value (each claim in its own unit)")
     ax.set_ylabel("ours (same unit)")
-    ax.legend(loc="upper left")
+    plotting.legend_below(ax)
+    return fig
+
+
+def claims_figure(claims_df: pd.DataFrame, out: Path) -> int:
+    """:func:`claims_plot` saved as SVG to ``out``; returns the number of numeric claims drawn (0: no file)."""
+    from axlib import plotting
+
+    fig = claims_plot(claims_df)
+    if fig is None:
+        return 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="svg", metadata={"Date": None})
+    fig.savefig(out, format="svg", metadata={"Date": None}, bbox_inches="tight")
     plotting.plt.close(fig)
-    return len(df)
+    return len(numeric_claims(claims_df))
 
 
 # --------------------------------------------------------------------------- notebook pages

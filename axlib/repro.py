@@ -34,7 +34,7 @@ from pathlib import Path
 
 import yaml
 
-from axlib import paths, runs
+from axlib import display, paths, runs
 from axlib.validate import ParameterError
 
 
@@ -256,8 +256,9 @@ def run_meta_sha256(nb: Notebook, params: dict) -> str | None:
 
 
 def is_current(nb: Notebook, params: dict, build: Path) -> bool:
-    meta = executed_metadata(nb.executed(build))
-    return bool(meta) and meta.get("params") == params and meta.get("source_sha256") == _sha256(nb.source)
+    """Whether the page of ``nb`` executed in ``build`` stands for an execution with ``params`` now: same source,
+    parameters, raw run and rendering code (:func:`page_problem`), so a change of axlib/plotting.py re-executes it."""
+    return page_problem(nb.executed(build), build / "claims" / f"{nb.id}.json", nb, params) is None
 
 
 def stored_page(nb: Notebook) -> Path:
@@ -340,6 +341,14 @@ def kernel_stderr_to(log: Path):
         os.close(saved)
 
 
+def _read_layout(path: Path) -> dict:
+    """The page's figure layout audit (axlib.plotting.audit_to) or, when the kernel wrote none, why."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        return {"figures": None, "problems": {"page": [f"no layout audit was recorded ({type(exc).__name__})"]}}
+
+
 def execute(nb: Notebook, params: dict, build: Path, log=print) -> Path:
     """Execute ``nb`` with ``params`` through papermill into ``<build>/executed``."""
     import nbformat
@@ -350,7 +359,9 @@ def execute(nb: Notebook, params: dict, build: Path, log=print) -> Path:
     src_ipynb.parent.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     source_node = read_notebook(nb)
-    style = nbformat.v4.new_code_cell("from axlib.display import book_display\nbook_display()",
+    layout_json = display.layout_audit_path(build, nb.id)  # written by the kernel (figure layout audit)
+    layout_json.unlink(missing_ok=True)
+    style = nbformat.v4.new_code_cell(f"from axlib.display import book_display\nbook_display(page={nb.id!r})",
                                       metadata={"tags": ["remove-cell", "axrepro-display"]})
     source_node.cells.insert(0, style)  # the book's table formats (axlib.display), hidden on the page
     nbformat.write(source_node, src_ipynb)
@@ -393,6 +404,7 @@ def execute(nb: Notebook, params: dict, build: Path, log=print) -> Path:
         "id": nb.id, "profile": params["profile"], "params": params, "source_sha256": _sha256(nb.source),
         "render_sha256": render_sha256(), "run_meta_sha256": run_meta_sha256(nb, params),
         "duration_s": round(duration, 1), "executed_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "figure_layout": _read_layout(layout_json),
     }
     nbformat.write(node, tmp_out)
     os.replace(tmp_out, out)

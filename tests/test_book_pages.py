@@ -127,3 +127,34 @@ def test_a_stored_page_is_not_used_for_other_parameters_or_another_run(tmp_path,
     assert "raw run" in repro.stored_page_problem(nb, params)
     monkeypatch.setattr(repro, "render_sha256", lambda: "1" * 64)
     assert "rendering code" in repro.stored_page_problem(nb, params)
+
+
+def test_every_stored_page_draws_its_figures_readably():
+    """The layout audit recorded when each stored page was executed (axlib.plotting.layout_problems: no text under
+    11 pt, no overlapping texts, no legend over data) is clean for every figure of every page."""
+    bad = {}
+    for nb in repro.discover():
+        layout = (repro.executed_metadata(repro.stored_page(nb)) or {}).get("figure_layout")
+        if layout is None:
+            bad[nb.id] = "no layout audit recorded (re-execute the page: make book, then store-pages)"
+        elif layout["problems"]:
+            bad[nb.id] = layout["problems"]
+    assert not bad, bad
+
+
+def test_the_landing_page_figure_of_all_claims_reads_well(tmp_path):
+    from axlib import claims, plotting
+
+    for nb in repro.discover():  # the claims of the stored pages, as a fresh build has them
+        repro.use_stored_page(nb, tmp_path)
+    fig = bookpages.claims_plot(claims.collect(tmp_path))
+    assert fig is not None and plotting.layout_problems(fig) == []
+
+
+def test_a_built_page_drawn_by_other_plotting_code_is_not_current(tmp_path, monkeypatch):
+    nb = repro.find("moons2016/fig07")
+    params = repro.effective_params(nb, "default")
+    repro.use_stored_page(nb, tmp_path)
+    assert repro.is_current(nb, params, tmp_path)
+    monkeypatch.setattr(repro, "render_sha256", lambda: "0" * 64)  # axlib/plotting.py or display.py edited
+    assert not repro.is_current(nb, params, tmp_path)

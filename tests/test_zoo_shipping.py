@@ -33,19 +33,13 @@ def _committed_zoo_models() -> dict[str, dict]:
 COMMITTED = _committed_zoo_models()
 
 # Known gap (strict: the test fails as soon as the file is shipped, so this entry must then go).
-# vggf_cifar (the AMD-trained weights behind all its runs) is too large to commit. The LeNet/CifarQuick
-# runs below were computed on an Intel Xeon on 2026-12-02 and those weights were lost with that machine;
-# seeded CPU training here (AMD EPYC) gives other weights (lenet5 e2a965289033b23e, lenet_tinydnn
-# 8c36e0b67c1bdfbf). Fix: recompute moons2016 Figs 2-7 and akhlaghi2020 Figs 2.4, 2.5, 2.11 with the
-# weights trained here, then `python -m axlib.repro ship-weights`.
+# vggf_cifar (the AMD-trained weights behind all its runs) is too large to commit. The LeNet/CifarQuick runs
+# of moons2016 Figs 2-7 and akhlaghi2020 Figs 2.4, 2.5, 2.11, first computed on an Intel Xeon whose weights
+# were lost, were recomputed on 2026-12-08 with the weights trained here (AMD EPYC; seeded CPU training
+# gave the same CifarQuick weights as the thesis ch.3 runs, f6de696a7fac87a2), which are shipped.
 NOT_YET_SHIPPED = {
     "vggf_cifar": "its weights files (hanif2018/thesis ch.3 runs; ponzina2022 single network) are 6.7 MiB, over the "
                   "5 MiB limit for a committed file (needs a release asset)",
-    "lenet5": "the Intel-trained weights of moons2016 Figs 2-7 and thesis Figs 2.4/2.5/2.11 were lost",
-    "lenet_tinydnn": "the Intel-trained weights of thesis Figs 2.4/2.5/2.11 were lost",
-    # by file: the ponzina2022 runs use another CifarQuick recipe (10 epochs + QAT), whose file is shipped
-    "cifarquick-9ece243ccc95.pt": "moons2016 Figs 2-7 used Intel-trained weights (lost); thesis Figs 3.x used "
-                                  "AMD-trained ones",
 }
 """Known gaps, by network name (every file of that network) or by file name."""
 

@@ -335,16 +335,22 @@ def bfloat_dram_energy(layers: pd.DataFrame, boundaries: dict, gamma: float = 2.
 def plot_layers(ax_ber, ax_bits, layers: pd.DataFrame, title: str, bits_label: str = "fractional bits") -> None:
     """Figs. 4.5-4.7 layout: BER per layer (%, log scale) and snapped bits per layer, weights vs feature maps."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
+
+    from axlib import plotting
 
     i = layers["index"].to_numpy()
     if ax_ber is not None:
         for col, label, marker in (("p_w", "weights", "o"), ("p_f", "feature maps", "s")):
             v = 100 * layers[col].to_numpy()
-            ax_ber.semilogy(i[v > 0], v[v > 0], marker=marker, linestyle="-", markersize=4, label=label)
+            # zero BERs cannot be drawn on the log scale: a series with none left gets no legend entry
+            ax_ber.semilogy(i[v > 0], v[v > 0], marker=marker, linestyle="-", markersize=4,
+                            label=label if (v > 0).any() else f"_{label}")
+        ax_ber.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
         ax_ber.set_xlabel("conv layer")
         ax_ber.set_ylabel("learned BER (%)")
         ax_ber.set_title(f"{title}: bit error rate")
-        ax_ber.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+        plotting.legend_below(ax_ber)
     w = 0.4
     ax_bits.bar(i - w / 2, layers["q_w"], w, label="weights")
     ax_bits.bar(i + w / 2, layers["q_f"], w, label="feature maps")
@@ -352,4 +358,4 @@ def plot_layers(ax_ber, ax_bits, layers: pd.DataFrame, title: str, bits_label: s
     ax_bits.set_ylabel(bits_label)
     ax_bits.set_yticks(np.arange(0, max(8, int(layers[["q_w", "q_f"]].max().max()) + 2)))
     ax_bits.set_title(f"{title}: bits")
-    ax_bits.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)
+    plotting.legend_below(ax_bits)
