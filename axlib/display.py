@@ -3,8 +3,8 @@ in table headers, and a layout audit of every figure.
 
 :func:`book_display` is run by ``axlib.repro`` at the top of every notebook it executes (a hidden cell), so
 each page's plain and styled DataFrames use the same rules without per-page code; explicit ``Styler.format``
-calls on a page still win. Plain DataFrames are shown with :func:`readable_header` applied to their column and
-index labels (``accuracy_pct`` reads "accuracy (%)"); the raw runs keep their tidy column names.
+calls on a page still win. Plain DataFrames are shown with :func:`readable_header` applied to their column labels
+and index names (``accuracy_pct`` reads "accuracy (%)"); the raw runs keep their tidy column names.
 """
 
 from __future__ import annotations

@@ -102,41 +102,25 @@ def figure_legend(fig, ncol: int | None = None, **kw):
 
 def _anchor_below_labels(ax, leg) -> None:
     """Keep ``leg`` (anchored at the panel's bottom centre) just below the panel's tick labels and x label,
-    re-measured at each draw, so it never overlaps them whatever their size."""
+    re-measured whenever the legend is drawn or measured (constrained layout measures it through
+    ``get_tightbbox``), so it never overlaps them whatever their size and the layout leaves room for it."""
 
     def place(renderer):
-        below = ax.get_window_extent(renderer).y0
-        for artist in (ax.xaxis,):
-            tight = artist.get_tightbbox(renderer)
-            if tight is not None:
-                below = min(below, tight.y0)
         axes_box = ax.get_window_extent(renderer)
+        tight = ax.xaxis.get_tightbbox(renderer)
+        below = min(axes_box.y0, tight.y0) if tight is not None else axes_box.y0
         y = (below - axes_box.y0) / max(axes_box.height, 1.0) - 0.02  # in axes fraction, a little gap
         leg.set_bbox_to_anchor((0.5, y), transform=ax.transAxes)
 
-    original = leg.draw
+    def placed_first(method):
+        def wrapper(renderer=None):
+            if renderer is not None:
+                place(renderer)
+            return method(renderer)
+        return wrapper
 
-    def draw(renderer):
-        place(renderer)
-        original(renderer)
-
-    leg.draw = draw
-    original_tight = leg.get_window_extent
-
-    def get_window_extent(renderer=None):
-        if renderer is not None:
-            place(renderer)
-        return original_tight(renderer)
-
-    leg.get_window_extent = get_window_extent
-    original_tightbbox = leg.get_tightbbox
-
-    def get_tightbbox(renderer=None):  # what constrained layout measures: place first, so the room is right
-        if renderer is not None:
-            place(renderer)
-        return original_tightbbox(renderer)
-
-    leg.get_tightbbox = get_tightbbox
+    for name in ("draw", "get_window_extent", "get_tightbbox"):
+        setattr(leg, name, placed_first(getattr(leg, name)))
 
 
 def _share(value):
